@@ -1,0 +1,189 @@
+"""Signs and calls the ZEGO Digital Human server API; knows nothing of Prometheus or pacing.
+
+One `requests.Session` (keep-alive, pooled for concurrent workers) sends each Action as a POST
+with the common parameters, freshly signed, in the query string. Every call reports its outcome
+and duration to an optional observer, which is how the exporter counts API calls without this
+module importing prometheus_client. Pacing is the caller's job (see ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from zego_exporter import __version__
+from zego_exporter.errors import InvalidResponse, TransportError, ZegoError
+from zego_exporter.responses import (
+    ACTION_GET_STATUS,
+    ACTION_QUERY_TASKS,
+    TaskStatus,
+    parse_task_list,
+    parse_task_status,
+)
+from zego_exporter.signing import Secret, api_signature, new_nonce
+
+DEFAULT_API_URL: Final = "https://aigc-digitalhuman-api.zegotech.cn"
+DEFAULT_TIMEOUT: Final = 5.0
+# A running-task list of 100,000 tasks is about 12 MiB of JSON.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+USER_AGENT: Final = f"zego-exporter/{__version__}"
+
+T = TypeVar("T")
+
+Observer = Callable[[str, str, float], None]
+"""Called once per API call with (action, outcome, duration in seconds)."""
+
+
+class ZegoClient:
+    """A client for GetDigitalHumanStreamTaskStatus and QueryDigitalHumanStreamTasks."""
+
+    def __init__(
+        self,
+        app_id: int,
+        server_secret: Secret,
+        api_url: str = DEFAULT_API_URL,
+        *,
+        connect_timeout: float = DEFAULT_TIMEOUT,
+        read_timeout: float = DEFAULT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        pool_size: int = 8,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app_id = app_id
+        self._secret = server_secret
+        self.api_url = api_url.rstrip("/") + "/"
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_bytes = max_response_bytes
+        self._observer = observer
+        self._clock = clock
+        self._monotonic = monotonic
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"ZegoClient(app_id={self.app_id}, api_url={self.api_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def signed_params(self, action: str) -> dict[str, str]:
+        """The common query parameters for one request, with a fresh nonce and timestamp."""
+        nonce = new_nonce()
+        timestamp = int(self._clock())
+        return {
+            "Action": action,
+            "AppId": str(self.app_id),
+            "SignatureNonce": nonce,
+            "Timestamp": str(timestamp),
+            "Signature": api_signature(self.app_id, nonce, self._secret, timestamp),
+            "SignatureVersion": "2.0",
+        }
+
+    def get_task_status(self, task_id: str) -> TaskStatus:
+        """The status of one task. Raises TaskNotFound (code 400000005) for an ended task."""
+        return self._call(ACTION_GET_STATUS, {"TaskId": task_id},
+                          lambda body: parse_task_status(body, task_id))
+
+    def query_running_tasks(self) -> list[TaskStatus]:
+        """Every running (initializing or streaming) task of the AppId, in one call."""
+        return self._call(ACTION_QUERY_TASKS, {}, parse_task_list)
+
+    def _call(self, action: str, body: dict[str, str], parse: Callable[[bytes], T]) -> T:
+        started = self._monotonic()
+        outcome = "0"
+        try:
+            return parse(self._post(action, body))
+        except ZegoError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(action, outcome, self._monotonic() - started)
+
+    def _post(self, action: str, body: dict[str, str]) -> bytes:
+        try:
+            with self._session.post(
+                self.api_url,
+                params=self.signed_params(action),
+                data=json.dumps(body),
+                timeout=self._timeout,
+                stream=True,
+            ) as response:
+                if response.status_code != 200:
+                    status = response.status_code
+                    raise TransportError(
+                        f"{action}: HTTP {status} from {self.api_url}"
+                        + (": ZEGO is having trouble, retrying with backoff"
+                           if status >= 500 else ": check --zego.api-url"),
+                        outcome=f"http_{status}",
+                        retryable=status >= 500 or status == 429,
+                        api_down=status != 429,
+                    )
+                return self._read_capped(response, action)
+        except requests.RequestException as exc:
+            if not _is_timeout(exc):
+                raise TransportError(
+                    f"{action}: cannot reach {self.api_url} ({_short_reason(exc)}): "
+                    "check --zego.api-url, DNS and the network",
+                    outcome="connection_error", retryable=True, api_down=True,
+                ) from None
+            raise TransportError(
+                f"{action}: no answer from {self.api_url} within {self._timeout[1]:g}s",
+                outcome="timeout", retryable=True, api_down=True,
+            ) from None
+
+    def _read_capped(self, response: requests.Response, action: str) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise InvalidResponse(f"{action}: answer of {declared} bytes exceeds the size cap")
+        # requests' read timeout applies to each socket read; a slow trickle needs a total cap.
+        give_up_at = self._monotonic() + self._timeout[0] + self._timeout[1]
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=65536):
+            if self._monotonic() > give_up_at:
+                raise requests.Timeout("answer body arrived too slowly")
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise InvalidResponse(
+                    f"{action}: answer exceeds the size cap of {self._max_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """requests reports a read timeout while streaming the body as a ConnectionError."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # exception chains are short; the bound guards against cycles
+        if cause is None:
+            return False
+        if isinstance(cause, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _short_reason(exc: requests.RequestException) -> str:
+    """The innermost cause of a connection failure, without URLs or repr noise."""
+    cause: BaseException = exc
+    for _ in range(8):
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    text = str(cause) or type(cause).__name__
+    return text.split(": ", 1)[-1][:120]
