@@ -1,0 +1,155 @@
+"""The exposition: a golden file for a fixed tracker state and clock, and the fast renderer held
+byte-identical to prometheus_client's own rendering of the collector."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import require_binary
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import CollectorRegistry
+
+from zego_exporter.collector import ZegoCollector
+from zego_exporter.exposition import TextRenderer
+from zego_exporter.responses import ACTIONS, TaskStatus
+from zego_exporter.tracker import RefreshPolicy, Snapshot, Tracker
+
+GOLDEN = Path(__file__).parent / "golden" / "exposition.prom"
+NOW = 1_750_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fixed_tracker() -> Tracker:
+    """One task in every state, with labels that need escaping."""
+    clock = Clock(NOW - 100)
+    tracker = Tracker(RefreshPolicy(), clock=clock)
+    tracker.set_configured("static", ["t-init", "t-failed", "t-gone", "t-new", "t-odd", "t-flaky"])
+    tracker.set_configured("file", ["t-stopping", "t-stopped"])
+    for task_id in tracker.task_ids():
+        if task_id != "t-new":
+            assert tracker.claim_due() is not None
+    tracker.record_lookup(TaskStatus("t-init", 1, "room_1", "s_1", int(NOW - 130)))
+    tracker.record_lookup(TaskStatus("t-failed", 2, "room_1", "s_2", int(NOW - 400),
+                                     'avatar "Ada" \\ not found\n\x07'))
+    tracker.record_not_found("t-gone")
+    tracker.record_lookup(TaskStatus("t-odd", 7, 'room "q"', "s_7", int(NOW - 50)))
+    tracker.record_lookup(TaskStatus("t-stopping", 4, "room_2", "s_4", int(NOW - 900)))
+    tracker.record_lookup(TaskStatus("t-stopped", 5, "room_2", "s_5", int(NOW - 3000)))
+    tracker.record_lookup(TaskStatus("t-flaky", 3, "room_3", "s_6", int(NOW - 77)))
+    clock.now = NOW - 10
+    assert tracker.claim_due() is not None  # t-flaky's next lookup fails; its data stays
+    tracker.record_lookup_failure("t-flaky", "timeout")
+    tracker.record_discovery([TaskStatus("t-live", 3, "room_9", "s_9", int(NOW - 20))])
+    tracker.record_api(True)
+    clock.now = NOW
+    return tracker
+
+
+def collector_for(tracker: Tracker) -> ZegoCollector:
+    return ZegoCollector(tracker.snapshot, dict.fromkeys(ACTIONS, 10.0), tracker.policy)
+
+
+def reference(collector: ZegoCollector) -> bytes:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return generate_latest(registry)
+
+
+def test_exposition_matches_the_golden_file() -> None:
+    collector = collector_for(fixed_tracker())
+    text = TextRenderer(collector).render(collector._snapshot())
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.write_bytes(text)
+    assert text.decode() == GOLDEN.read_text()
+
+
+def test_golden_file_passes_promtool_check_metrics() -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(),
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b""
+
+
+def test_fast_renderer_equals_prometheus_client_for_the_fixed_state() -> None:
+    collector = collector_for(fixed_tracker())
+    snap = collector._snapshot()
+    assert TextRenderer(collector).render(snap) == reference(collector)
+
+
+def test_openmetrics_output_is_valid_and_has_every_family() -> None:
+    registry = CollectorRegistry()
+    registry.register(collector_for(fixed_tracker()))
+    text = generate_openmetrics(registry).decode()
+    assert text.endswith("# EOF\n")
+    assert "# TYPE zego_digital_human_task info" in text
+    assert "# TYPE zego_digital_human_task_failures counter" in text
+
+
+def test_registering_the_collector_takes_no_snapshot() -> None:
+    def explode() -> Snapshot:
+        raise AssertionError("describe() must not need data")
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ZegoCollector(explode, {}, RefreshPolicy()))
+
+
+ids = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
+labels = st.text(max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ids, st.integers(0, 9), labels, labels, st.text(max_size=20)),
+                max_size=25, unique_by=lambda t: t[0]),
+       st.integers(0, 2**32 - 1))
+def test_fast_renderer_equals_prometheus_client_for_any_state(
+    tasks: list[tuple[str, int, str, str, str]], seed: int
+) -> None:
+    rng = random.Random(seed)
+    clock = Clock(NOW)
+    tracker = Tracker(clock=clock)
+    tracker.set_configured("static", [t[0] for t in tasks])
+    while tracker.claim_due() is not None:
+        pass
+    for task_id, status, room, stream, reason in tasks:
+        roll = rng.random()
+        if roll < 0.15:
+            tracker.record_not_found(task_id)
+        elif roll < 0.3:
+            tracker.record_lookup_failure(task_id, "timeout")
+        elif roll < 0.9:
+            tracker.record_lookup(TaskStatus(task_id, status, room, stream,
+                                             rng.randrange(1, 2_000_000_000), reason))
+    collector = collector_for(tracker)
+    renderer = TextRenderer(collector)
+    for _ in range(2):  # the second render runs from the label cache
+        clock.now += rng.random() * 100
+        assert renderer.render(collector._snapshot()) == reference(collector)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_gone_tasks_simply_disappear(count: int) -> None:
+    clock = Clock(NOW)
+    tracker = Tracker(clock=clock)
+    tracker.set_configured("static", [f"t{i}" for i in range(count)] + ["keep"])
+    collector = collector_for(tracker)
+    renderer = TextRenderer(collector)
+    renderer.render(collector._snapshot())
+    tracker.set_configured("static", ["keep"])
+    text = renderer.render(collector._snapshot()).decode()
+    assert 'task_id="keep"' in text
+    assert 'task_id="t0"' not in text

@@ -1,0 +1,493 @@
+"""The task tracker: what the exporter knows about every task, and which one to refresh next.
+
+It keeps, per task, the last good data (as an immutable `TaskView`), when it was fetched, the
+last attempt and its outcome, consecutive failures, the sources that named it, and whether its
+init failure has been counted; and it schedules refreshes: the stalest due task first, with
+refresh targets that depend on the task's state. Snapshots for the collector are consistent and
+cost one pass over the tasks. The tracker never calls the API and knows nothing of Prometheus.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from zego_exporter.responses import TaskStatus
+
+STATUS_STATES: Final = {
+    1: "initializing",
+    2: "init_failed",
+    3: "streaming",
+    4: "stopping",
+    5: "stopped",
+}
+NOT_FOUND: Final = "not_found"
+UNKNOWN: Final = "unknown"
+STATES: Final = (*STATUS_STATES.values(), NOT_FOUND, UNKNOWN)
+TERMINAL_STATES: Final = frozenset({"init_failed", "stopped", NOT_FOUND})
+_FAST_STATES: Final = frozenset({"initializing", "stopping"})
+
+STATIC, FILE, DISCOVERED, CALLBACK = "static", "file", "discovered", "callback"
+SOURCES: Final = (STATIC, FILE, DISCOVERED, CALLBACK)
+CONFIGURED_SOURCES: Final = frozenset({STATIC, FILE})
+
+# Scheduling priorities: never-fetched tasks and tasks that just left the running list are
+# looked up before tasks that are merely due again.
+_URGENT, _ROUTINE = 0, 1
+_UNKNOWN_PAIR: Final = ("", "")
+
+
+def state_of(status: int) -> str:
+    return STATUS_STATES.get(status, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """How old each kind of task data may get before it is refreshed (seconds)."""
+
+    interval: float = 30.0
+    """Streaming tasks, and tasks in a state this version does not know."""
+    fast_interval: float = 5.0
+    """Initializing and stopping tasks, and the first retry of a failed lookup."""
+    failure_backoff_cap: float = 60.0
+    """Failed lookups are retried after fast_interval, doubling up to this."""
+    discovery_interval: float = 15.0
+    """How often discovery lists the running tasks (when it is on)."""
+    callback_reconcile: float = 300.0
+    """Tasks fed by callbacks are still polled this often, since delivery is not guaranteed."""
+    retention: float = 3600.0
+    """Discovered and callback tasks in a terminal state are forgotten after this long."""
+
+    @property
+    def listed_grace(self) -> float:
+        """Tasks in the running list need no lookup until discovery has missed them twice."""
+        return 2 * self.discovery_interval + self.fast_interval
+
+    def max_age(self) -> float:
+        """The oldest non-terminal data may get without a backlog (for HELP texts)."""
+        return max(self.interval, self.listed_grace, self.callback_reconcile)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What the collector may show of one task; replaced, never changed."""
+
+    task_id: str
+    room_id: str = ""
+    stream_id: str = ""
+    status: int | None = None
+    state: str = UNKNOWN
+    create_time: int | None = None
+    fail_reason: str = ""
+    last_success: float | None = None
+    lookup_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent picture of the tracker for one scrape."""
+
+    taken_at: float
+    tasks: list[TaskView]
+    failures: dict[tuple[str, str], int]
+    """Init failures by (room_id, stream_id), with 0 for every known pair that has none."""
+    sources: dict[str, int]
+    backlog: int
+    api_up: bool | None
+    policy: RefreshPolicy = field(default_factory=RefreshPolicy)
+
+
+class _Entry:
+    """The tracker's mutable bookkeeping for one task."""
+
+    __slots__ = (
+        "attempts",
+        "due",
+        "failure_counted",
+        "failures",
+        "in_flight",
+        "last_attempt",
+        "last_outcome",
+        "listed",
+        "priority",
+        "seq",
+        "sources",
+        "terminal_since",
+        "view",
+    )
+
+    def __init__(self, task_id: str) -> None:
+        self.view = TaskView(task_id)
+        self.sources: set[str] = set()
+        self.due = -math.inf
+        self.priority = _URGENT
+        self.seq = 0
+        self.in_flight = False
+        self.attempts = 0
+        self.last_attempt: float | None = None
+        self.last_outcome = ""
+        self.failures = 0
+        self.failure_counted = False
+        self.terminal_since: float | None = None
+        self.listed = False  # in the latest running-task list from discovery
+
+
+class Tracker:
+    """Thread-safe store and scheduler of tracked tasks."""
+
+    def __init__(
+        self, policy: RefreshPolicy | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.policy = policy or RefreshPolicy()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._due_changed = threading.Condition(self._lock)
+        self._entries: dict[str, _Entry] = {}
+        self._schedule: list[tuple[float, int, str]] = []  # (due, seq, task_id)
+        self._ready: list[tuple[int, float, int, str]] = []  # (priority, staleness, seq, id)
+        self._seq = itertools.count(1)
+        self._failures: dict[tuple[str, str], int] = {}
+        self._pair_tasks: dict[tuple[str, str], int] = {}
+        self._api_up: bool | None = None
+
+    # -- sources --
+
+    def set_configured(self, source: str, task_ids: Iterable[str]) -> None:
+        """The full list of TaskIds a configured source (static, file) names now."""
+        wanted = dict.fromkeys(task_ids)  # ordered, so output order follows configuration
+        with self._lock:
+            for task_id in wanted:
+                self._ensure_locked(task_id).sources.add(source)
+            for task_id, entry in list(self._entries.items()):
+                if source in entry.sources and task_id not in wanted:
+                    entry.sources.discard(source)
+                    if not entry.sources:
+                        self._drop_locked(task_id)
+            self._due_changed.notify_all()
+
+    def task_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- results --
+
+    def record_lookup(self, result: TaskStatus) -> None:
+        """An answer of GetDigitalHumanStreamTaskStatus."""
+        with self._lock:
+            entry = self._entries.get(result.task_id)
+            if entry is None:  # dropped while the request was in flight
+                return
+            now = self._clock()
+            self._attempted_locked(entry, now, "0")
+            self._store_locked(entry, result, now, source=None)
+
+    def record_not_found(self, task_id: str) -> None:
+        """ZEGO answered 400000005 for this task: it has ended or never existed."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+            if entry is None:
+                return
+            now = self._clock()
+            self._attempted_locked(entry, now, "400000005")
+            old = entry.view
+            self._replace_locked(entry, TaskView(
+                task_id, old.room_id, old.stream_id, None, NOT_FOUND, old.create_time,
+                "", now, True,
+            ))
+            entry.listed = False
+            self._settle_terminal_locked(entry, now)
+
+    def record_lookup_failure(self, task_id: str, outcome: str) -> None:
+        """A lookup got no usable answer; the last good data stays as it was."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+            if entry is None:
+                return
+            now = self._clock()
+            self._attempted_locked(entry, now, outcome)
+            entry.failures += 1
+            old = entry.view
+            if old.lookup_ok is not False:
+                self._replace_locked(entry, _with(old, lookup_ok=False))
+            backoff = min(self.policy.failure_backoff_cap,
+                          self.policy.fast_interval * 2 ** min(entry.failures - 1, 16))
+            self._reschedule_locked(entry, now + backoff, entry.priority)
+
+    def record_discovery(self, running: list[TaskStatus]) -> list[str]:
+        """The full running-task list. Returns the TaskIds that just left it (looked up next)."""
+        with self._lock:
+            now = self._clock()
+            listed_now = set()
+            for result in running:
+                listed_now.add(result.task_id)
+                entry = self._ensure_locked(result.task_id)
+                entry.sources.add(DISCOVERED)
+                entry.listed = True
+                self._store_locked(entry, result, now, source=DISCOVERED)
+            left = []
+            for task_id, entry in self._entries.items():
+                if entry.listed and task_id not in listed_now:
+                    entry.listed = False
+                    left.append(task_id)
+                    self._reschedule_locked(entry, now, _URGENT)
+            self._due_changed.notify_all()
+            return left
+
+    def record_callback(self, result: TaskStatus) -> None:
+        """A stream-task status callback (EventType 3): trusted now, confirmed by polling."""
+        with self._lock:
+            now = self._clock()
+            entry = self._ensure_locked(result.task_id)
+            entry.sources.add(CALLBACK)
+            self._store_locked(entry, result, now, source=CALLBACK)
+            self._due_changed.notify_all()
+
+    def record_api(self, up: bool) -> None:
+        """Whether the latest API call got a usable answer (reachable, signature accepted)."""
+        self._api_up = up
+
+    @property
+    def api_up(self) -> bool | None:
+        return self._api_up
+
+    # -- scheduling --
+
+    def claim_due(self) -> str | None:
+        """The most urgent, then stalest, task due now, marked in flight; None if none is due.
+
+        Every claimed task must get exactly one record_* call.
+        """
+        with self._lock:
+            now = self._clock()
+            schedule, ready = self._schedule, self._ready
+            while schedule and schedule[0][0] <= now:
+                _, seq, task_id = heapq.heappop(schedule)
+                entry = self._entries.get(task_id)
+                if entry is not None and entry.seq == seq:
+                    last = entry.view.last_success
+                    heapq.heappush(ready, (entry.priority, -math.inf if last is None else last,
+                                           seq, task_id))
+            while ready:
+                _, _, seq, task_id = heapq.heappop(ready)
+                entry = self._entries.get(task_id)
+                if entry is not None and entry.seq == seq and not entry.in_flight:
+                    entry.in_flight = True
+                    entry.seq = next(self._seq)  # any heap item left for it is now stale
+                    return task_id
+            return None
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next task falls due (0 if one is due now); None if none will."""
+        with self._lock:
+            if self._ready:
+                return 0.0
+            self._compact_locked()
+            if not self._schedule:
+                return None
+            return max(0.0, self._schedule[0][0] - self._clock())
+
+    def wait_for_due(self, timeout: float) -> None:
+        """Block until something may have fallen due, or `timeout` seconds passed."""
+        with self._due_changed:
+            self._due_changed.wait(timeout)
+
+    def wake_waiters(self) -> None:
+        """Release every `wait_for_due` now (on shutdown)."""
+        with self._due_changed:
+            self._due_changed.notify_all()
+
+    def urgent_or_in_flight(self) -> set[str]:
+        """Tasks a scrape would like answered first: never fetched, just left, or in flight."""
+        with self._lock:
+            now = self._clock()
+            return {
+                task_id for task_id, e in self._entries.items()
+                if e.in_flight or (e.priority == _URGENT and e.due <= now)
+            }
+
+    def is_settled(self, task_ids: set[str]) -> bool:
+        """True when none of `task_ids` is in flight or urgently due any more."""
+        with self._lock:
+            now = self._clock()
+            for task_id in task_ids:
+                entry = self._entries.get(task_id)
+                if entry is not None and (
+                    entry.in_flight or (entry.priority == _URGENT and entry.due <= now)
+                ):
+                    return False
+            return True
+
+    def first_round_done(self) -> bool:
+        """Every configured task has been asked about at least once."""
+        with self._lock:
+            return all(e.attempts > 0 for e in self._entries.values()
+                       if e.sources & CONFIGURED_SOURCES)
+
+    # -- housekeeping --
+
+    def expire(self) -> int:
+        """Forget discovered and callback tasks that have been terminal longer than retention."""
+        with self._lock:
+            cutoff = self._clock() - self.policy.retention
+            old = [
+                task_id for task_id, e in self._entries.items()
+                if e.terminal_since is not None and e.terminal_since <= cutoff
+                and not e.sources & CONFIGURED_SOURCES and not e.in_flight
+            ]
+            for task_id in old:
+                self._drop_locked(task_id)
+            return len(old)
+
+    # -- views --
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            now = self._clock()
+            tasks = []
+            sources = dict.fromkeys(SOURCES, 0)
+            backlog = 0
+            for entry in self._entries.values():
+                tasks.append(entry.view)
+                for source in entry.sources:
+                    sources[source] += 1
+                if entry.due <= now and entry.view.state not in TERMINAL_STATES:
+                    backlog += 1
+            # A zero for every known pair, so increase() sees 0 -> 1 when one of them fails.
+            failures = dict.fromkeys(self._pair_tasks, 0)
+            failures.pop(_UNKNOWN_PAIR, None)
+            failures.update(self._failures)
+            return Snapshot(now, tasks, failures, sources, backlog, self._api_up, self.policy)
+
+    def view(self, task_id: str) -> TaskView | None:
+        with self._lock:
+            entry = self._entries.get(task_id)
+            return None if entry is None else entry.view
+
+    # -- internals (lock held) --
+
+    def _ensure_locked(self, task_id: str) -> _Entry:
+        entry = self._entries.get(task_id)
+        if entry is None:
+            entry = self._entries[task_id] = _Entry(task_id)
+            self._pair_tasks[_UNKNOWN_PAIR] = self._pair_tasks.get(_UNKNOWN_PAIR, 0) + 1
+            self._reschedule_locked(entry, -math.inf, _URGENT)
+        return entry
+
+    def _drop_locked(self, task_id: str) -> None:
+        entry = self._entries.pop(task_id)
+        self._forget_pair_locked(entry.view)
+
+    def _attempted_locked(self, entry: _Entry, now: float, outcome: str) -> None:
+        entry.in_flight = False
+        entry.attempts += 1
+        entry.last_attempt = now
+        entry.last_outcome = outcome
+
+    def _store_locked(
+        self, entry: _Entry, result: TaskStatus, now: float, source: str | None
+    ) -> None:
+        """Good data arrived (lookup, running list or callback): keep it and plan the next."""
+        old = entry.view
+        state = state_of(result.status)
+        self._replace_locked(entry, TaskView(
+            task_id=old.task_id,
+            # Room and stream, once known, are remembered when an answer leaves them out.
+            room_id=result.room_id or old.room_id,
+            stream_id=result.stream_id or old.stream_id,
+            status=result.status,
+            state=state,
+            create_time=result.create_time or old.create_time,
+            fail_reason=_clean_reason(result.fail_reason) if state == "init_failed" else "",
+            last_success=now,
+            # A callback is not a lookup: it says nothing about whether lookups work.
+            lookup_ok=old.lookup_ok if source == CALLBACK else True,
+        ))
+        entry.failures = 0
+        if state == "init_failed" and not entry.failure_counted:
+            entry.failure_counted = True
+            pair = (entry.view.room_id, entry.view.stream_id)
+            self._failures[pair] = self._failures.get(pair, 0) + 1
+        if state in TERMINAL_STATES:
+            entry.listed = False
+            if source == CALLBACK and entry.terminal_since is None:
+                # Callbacks are not guaranteed, nor ordered: confirm an ending once by polling.
+                self._reschedule_locked(entry, now + self.policy.fast_interval, _URGENT)
+            else:
+                self._settle_terminal_locked(entry, now)
+            return
+        entry.terminal_since = None
+        if source == DISCOVERED:
+            target = self.policy.listed_grace
+        elif source == CALLBACK:
+            target = self.policy.callback_reconcile
+        elif state in _FAST_STATES:
+            target = self.policy.fast_interval
+        else:
+            target = self.policy.interval
+        self._reschedule_locked(entry, now + target, _ROUTINE)
+
+    def _settle_terminal_locked(self, entry: _Entry, now: float) -> None:
+        """A terminal state confirmed by a lookup: never polled again."""
+        if entry.terminal_since is None:
+            entry.terminal_since = now
+        self._reschedule_locked(entry, math.inf, _ROUTINE)
+
+    def _replace_locked(self, entry: _Entry, view: TaskView) -> None:
+        old = entry.view
+        if (old.room_id, old.stream_id) != (view.room_id, view.stream_id):
+            self._forget_pair_locked(old)
+            pair = (view.room_id, view.stream_id)
+            self._pair_tasks[pair] = self._pair_tasks.get(pair, 0) + 1
+        entry.view = view
+
+    def _forget_pair_locked(self, view: TaskView) -> None:
+        pair = (view.room_id, view.stream_id)
+        count = self._pair_tasks.get(pair)
+        if count is None:
+            return
+        if count > 1:
+            self._pair_tasks[pair] = count - 1
+        else:
+            del self._pair_tasks[pair]
+            self._failures.pop(pair, None)
+
+    def _reschedule_locked(self, entry: _Entry, due: float, priority: int) -> None:
+        entry.due = due
+        entry.priority = priority
+        entry.seq = next(self._seq)
+        if due != math.inf:
+            heapq.heappush(self._schedule, (due, entry.seq, entry.view.task_id))
+            if due <= self._clock():
+                self._due_changed.notify_all()
+
+    def _compact_locked(self) -> None:
+        """Drop stale heap items once they outnumber live tasks, so memory stays bounded."""
+        if len(self._schedule) > 2 * len(self._entries) + 1024:
+            self._schedule = [
+                item for item in self._schedule
+                if (e := self._entries.get(item[2])) is not None and e.seq == item[1]
+            ]
+            heapq.heapify(self._schedule)
+
+
+def _with(view: TaskView, *, lookup_ok: bool) -> TaskView:
+    return TaskView(view.task_id, view.room_id, view.stream_id, view.status, view.state,
+                    view.create_time, view.fail_reason, view.last_success, lookup_ok)
+
+
+_MAX_REASON = 256
+
+
+def _clean_reason(reason: str) -> str:
+    """FailReason as the contract shows it: control characters removed, at most 256 chars."""
+    cleaned = "".join(ch for ch in reason if ch.isprintable() or ch == " ")
+    return cleaned[:_MAX_REASON]
