@@ -27,33 +27,10 @@ DASHBOARD_FILE = GRAFANA / "zego-digital-human.json"
 
 # The contract's metric table (/work/shared/contract.md), until tests/contract_metrics.py
 # exists to share it; when it does, that one wins.
-_CONTRACT_FALLBACK: tuple[tuple[str, str], ...] = (
-    ("zego_digital_human_task_status", "gauge"),
-    ("zego_digital_human_task_state", "gauge"),
-    ("zego_digital_human_task_age_seconds", "gauge"),
-    ("zego_digital_human_task_created_timestamp_seconds", "gauge"),
-    ("zego_digital_human_task_info", "gauge"),
-    ("zego_digital_human_task_last_success_timestamp_seconds", "gauge"),
-    ("zego_digital_human_task_lookup_success", "gauge"),
-    ("zego_digital_human_task_failures_total", "counter"),
-    ("zego_digital_human_up", "gauge"),
-    ("zego_digital_human_api_requests_total", "counter"),
-    ("zego_digital_human_api_request_duration_seconds", "histogram"),
-    ("zego_digital_human_rate_limit_qps", "gauge"),
-    ("zego_digital_human_tracked_tasks", "gauge"),
-    ("zego_digital_human_refresh_backlog", "gauge"),
-    ("zego_digital_human_scrape_duration_seconds", "gauge"),
-    ("zego_digital_human_callbacks_total", "counter"),
-    ("zego_digital_human_exporter_build_info", "gauge"),
-)
-
-
 def _contract() -> tuple[tuple[str, str], ...]:
-    try:
-        shared = importlib.import_module("contract_metrics")
-    except ModuleNotFoundError:
-        return _CONTRACT_FALLBACK
-    return tuple((str(name), str(kind)) for name, kind in shared.CONTRACT_METRICS)
+    from contract_metrics import CONTRACT_METRICS
+
+    return tuple((metric.name, metric.type) for metric in CONTRACT_METRICS)
 
 
 CONTRACT = _contract()
