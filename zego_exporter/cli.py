@@ -1,0 +1,548 @@
+"""The command line: `serve`, `check`, `simulate` and `demo`, with every flag's environment twin.
+
+It turns flags into configuration values, reports bad ones in one line with exit code 2 (never
+a traceback, never the secret), and hands over to the exporter, the client or the simulator.
+Nothing else in the package imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from zego_exporter import __version__
+from zego_exporter import log as logsetup
+from zego_exporter.client import DEFAULT_API_URL, ZegoClient
+from zego_exporter.errors import TaskNotFound, ZegoError
+from zego_exporter.exporter import Exporter, ExporterConfig
+from zego_exporter.ratelimit import SlidingWindowLimiter
+from zego_exporter.responses import TaskStatus
+from zego_exporter.signing import Secret
+from zego_exporter.sources import TaskFileError, TaskIdError, check_task_id, split_task_ids
+from zego_exporter.tracker import NOT_FOUND, RefreshPolicy, state_of
+from zego_exporter.web import ListenAddressError, Security, parse_listen_address
+
+log = logging.getLogger("zego_exporter.cli")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ConfigError(Exception):
+    """A flag or environment value that cannot work; shown as one line, exit code 2."""
+
+
+# -- parameter values --
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Go-style durations (`30s`, `1m30s`, `500ms`, `1h`) or plain seconds; ValueError if not."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 5m, 1h30m or 500ms")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds < 0:
+        raise click.BadParameter(f"{value!r} is negative")
+    return seconds
+
+
+def _task_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
+    tuple[str, ...]
+):
+    """--task-id values, or else ZEGO_TASK_IDS split on commas and whitespace; all checked."""
+    given = list(value) or split_task_ids(os.environ.get("ZEGO_TASK_IDS", ""))
+    try:
+        return tuple(dict.fromkeys(check_task_id(task_id) for task_id in given))
+    except TaskIdError as exc:
+        source = "--task-id" if value else "ZEGO_TASK_IDS"
+        raise click.BadParameter(f"{exc} (in {source})") from None
+
+
+def _checked_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
+    tuple[str, ...]
+):
+    try:
+        return tuple(check_task_id(task_id) for task_id in value)
+    except TaskIdError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+# -- shared option groups --
+
+def zego_options(command: F) -> F:
+    """The `--zego.*` connection flags, shared by `serve` and `check`."""
+    options = [
+        click.option("--zego.app-id", "app_id", envvar="ZEGO_APP_ID", show_envvar=True,
+                     type=click.IntRange(1, 2**32 - 1),
+                     help="Your project's AppId (ZEGO console). Required."),
+        click.option("--zego.server-secret", "server_secret", envvar="ZEGO_SERVER_SECRET",
+                     show_envvar=True, metavar="SECRET",
+                     help="The project's ServerSecret. Prefer --zego.server-secret-file: "
+                          "a flag value is visible in the process list."),
+        click.option("--zego.server-secret-file", "server_secret_file",
+                     envvar="ZEGO_SERVER_SECRET_FILE", show_envvar=True, metavar="PATH",
+                     help="File holding the ServerSecret (a trailing newline is ignored); "
+                          "for Docker and Kubernetes secrets."),
+        click.option("--zego.api-url", "api_url", envvar="ZEGO_API_URL", show_envvar=True,
+                     default=DEFAULT_API_URL, show_default=True,
+                     help="Base URL of the ZEGO Digital Human server API (overseas hosts "
+                          "come from ZEGO support)."),
+        click.option("--zego.qps", "qps", envvar="ZEGO_QPS", show_envvar=True, default=10.0,
+                     show_default=True, type=click.FloatRange(0, min_open=True),
+                     help="Requests per second allowed for each Action. ZEGO allows 10 per "
+                          "AppId; lower it when other programs (or replicas) share the AppId."),
+        click.option("--zego.timeout", "timeout", envvar="ZEGO_TIMEOUT", show_envvar=True,
+                     default="5s", show_default=True, callback=_duration,
+                     help="Connect and read timeout of each API call."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def log_options(command: F) -> F:
+    command = click.option(
+        "--log.format", "log_format", envvar="ZEGO_EXPORTER_LOG_FORMAT", show_envvar=True,
+        default="logfmt", show_default=True, type=click.Choice(logsetup.FORMATS),
+        help="Log line format on stderr.")(command)
+    return click.option(
+        "--log.level", "log_level", envvar="ZEGO_EXPORTER_LOG_LEVEL", show_envvar=True,
+        default="info", show_default=True, type=click.Choice(logsetup.LEVELS),
+        help="Only log messages with this severity or above.")(command)
+
+
+def _read_secret(flag_value: str | None, file_value: str | None, what: str, flag: str,
+                 env: str, required: bool) -> Secret | None:
+    if flag_value and file_value:
+        raise ConfigError(f"both {flag} and {flag}-file are set: give only one of them")
+    if file_value:
+        try:
+            with open(file_value, encoding="utf-8") as handle:
+                text = handle.read().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file {file_value}: "
+                              f"{exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{what} file {file_value} is not UTF-8 text") from None
+        if not text.strip():
+            raise ConfigError(f"{what} file {file_value} is empty")
+        return Secret(text)
+    if flag_value:
+        return Secret(flag_value)
+    if required:
+        raise ConfigError(f"the {what} is missing: set {env}_FILE (a file) or {env}, "
+                          f"or pass {flag}-file or {flag}")
+    return None
+
+
+def _connection(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
+                api_url: str) -> tuple[int, Secret]:
+    if app_id is None:
+        raise ConfigError("the AppId is missing: set ZEGO_APP_ID or pass --zego.app-id")
+    if not re.match(r"https?://[^/\s]+", api_url):
+        raise ConfigError(f"--zego.api-url {api_url!r} is not an http(s) URL")
+    secret = _read_secret(server_secret, server_secret_file, "server secret",
+                          "--zego.server-secret", "ZEGO_SERVER_SECRET", required=True)
+    assert secret is not None
+    return app_id, secret
+
+
+def _secrets_of(*values: Secret | None) -> list[str]:
+    return [v.reveal() for v in values if v is not None]
+
+
+# -- the commands --
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="zego-exporter")
+def cli() -> None:
+    """Prometheus exporter for ZEGOCLOUD Digital Human stream tasks.
+
+    Start with `zego-exporter demo` to see it work against the built-in simulated ZEGO API.
+    """
+
+
+@cli.command()
+@zego_options
+@click.option("--task-id", "task_ids", multiple=True, callback=_task_ids,
+              help="A TaskId to watch (repeatable).  [env var: ZEGO_TASK_IDS, TaskIds "
+                   "separated by commas or spaces]")
+@click.option("--task-file", envvar="ZEGO_TASK_FILE", show_envvar=True, metavar="PATH",
+              help="File with one TaskId per line (# comments); re-read when it changes.")
+@click.option("--discovery/--no-discovery", envvar="ZEGO_DISCOVERY", show_envvar=True,
+              default=True, show_default=True,
+              help="Find running tasks with QueryDigitalHumanStreamTasks.")
+@click.option("--discovery.interval", "discovery_interval", envvar="ZEGO_DISCOVERY_INTERVAL",
+              show_envvar=True, default="15s", show_default=True, callback=_duration,
+              help="How often to list the running tasks (one API call each time).")
+@click.option("--refresh.interval", "refresh_interval", envvar="ZEGO_REFRESH_INTERVAL",
+              show_envvar=True, default="30s", show_default=True, callback=_duration,
+              help="Refresh target for streaming tasks not covered by discovery.")
+@click.option("--refresh.fast-interval", "fast_interval", envvar="ZEGO_REFRESH_FAST_INTERVAL",
+              show_envvar=True, default="5s", show_default=True, callback=_duration,
+              help="Refresh target for initializing and stopping tasks and failed lookups.")
+@click.option("--refresh.workers", "workers", envvar="ZEGO_REFRESH_WORKERS", show_envvar=True,
+              default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Lookups in flight at once (raise it for API latencies above ~300 ms).")
+@click.option("--refresh.idle-after", "idle_after", envvar="ZEGO_REFRESH_IDLE_AFTER",
+              show_envvar=True, default="10m", show_default=True, callback=_duration,
+              help="Pause API calls when nobody has scraped for this long (0: never pause).")
+@click.option("--tasks.retention", "retention", envvar="ZEGO_TASKS_RETENTION",
+              show_envvar=True, default="1h", show_default=True, callback=_duration,
+              help="Forget discovered or callback tasks this long after they ended.")
+@click.option("--zego.callback-secret", "callback_secret", envvar="ZEGO_CALLBACK_SECRET",
+              show_envvar=True, metavar="SECRET",
+              help="Callback secret (ZEGO console); enables the callback endpoint.")
+@click.option("--zego.callback-secret-file", "callback_secret_file",
+              envvar="ZEGO_CALLBACK_SECRET_FILE", show_envvar=True, metavar="PATH",
+              help="File holding the callback secret; enables the callback endpoint.")
+@click.option("--zego.callback-path", "callback_path", envvar="ZEGO_CALLBACK_PATH",
+              show_envvar=True, default="/zego/callback", show_default=True,
+              help="Path of the callback endpoint.")
+@click.option("--web.listen-address", "listen_address", envvar="ZEGO_EXPORTER_LISTEN_ADDRESS",
+              show_envvar=True, default=":9877", show_default=True,
+              help="Address to listen on: host:port, :port (every interface) or [::1]:port.")
+@click.option("--web.telemetry-path", "telemetry_path", envvar="ZEGO_EXPORTER_TELEMETRY_PATH",
+              show_envvar=True, default="/metrics", show_default=True,
+              help="Path under which to expose metrics.")
+@click.option("--web.config.file", "web_config_file", envvar="ZEGO_EXPORTER_WEB_CONFIG_FILE",
+              show_envvar=True, metavar="PATH",
+              help="TLS and basic auth settings, in the exporter-toolkit web-config format.")
+@click.option("--web.max-scrape-wait", "max_scrape_wait",
+              envvar="ZEGO_EXPORTER_MAX_SCRAPE_WAIT", show_envvar=True, default="2s",
+              show_default=True, callback=_duration,
+              help="Longest a scrape waits for due lookups before serving the cache.")
+@log_options
+def serve(**options: Any) -> None:
+    """Run the exporter (the main job)."""
+    config, security = _serve_config(options)
+    logsetup.configure(options["log_level"], options["log_format"],
+                       secrets=_secrets_of(config.server_secret, config.callback_secret))
+    exporter = Exporter(config, security=security)
+    _run_until_signalled(exporter.start, exporter.stop, "could not start the exporter")
+
+
+def _serve_config(o: dict[str, Any]) -> tuple[ExporterConfig, Callable[[], Security | None]]:
+    app_id, secret = _connection(o["app_id"], o["server_secret"], o["server_secret_file"],
+                                 o["api_url"])
+    callback_secret = _read_secret(o["callback_secret"], o["callback_secret_file"],
+                                   "callback secret", "--zego.callback-secret",
+                                   "ZEGO_CALLBACK_SECRET", required=False)
+    try:
+        parse_listen_address(o["listen_address"])
+    except ListenAddressError as exc:
+        raise ConfigError(str(exc)) from None
+    paths = {"--web.telemetry-path": o["telemetry_path"], "--zego.callback-path":
+             o["callback_path"]}
+    for flag, path in paths.items():
+        if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
+            raise ConfigError(f"{flag} {path!r} must start with / and not be /, /-/healthy "
+                              "or /-/ready")
+    if callback_secret is not None and o["callback_path"] == o["telemetry_path"]:
+        raise ConfigError("--zego.callback-path and --web.telemetry-path must differ")
+    if o["task_file"] and not os.path.isfile(o["task_file"]):
+        raise ConfigError(f"task file {o['task_file']} does not exist or is not a file")
+    for flag, value in (("--refresh.interval", o["refresh_interval"]),
+                        ("--refresh.fast-interval", o["fast_interval"]),
+                        ("--discovery.interval", o["discovery_interval"]),
+                        ("--zego.timeout", o["timeout"])):
+        if value <= 0:
+            raise ConfigError(f"{flag} must be longer than 0s")
+    security = _web_security(o["web_config_file"])
+    policy = RefreshPolicy(
+        interval=o["refresh_interval"], fast_interval=o["fast_interval"],
+        discovery_interval=o["discovery_interval"], retention=o["retention"],
+    )
+    config = ExporterConfig(
+        app_id=app_id, server_secret=secret, api_url=o["api_url"], qps=o["qps"],
+        task_ids=o["task_ids"], task_file=o["task_file"],
+        discovery=o["discovery"], callback_secret=callback_secret,
+        callback_path=o["callback_path"], listen_address=o["listen_address"],
+        telemetry_path=o["telemetry_path"], web_config_file=o["web_config_file"],
+        policy=policy, workers=o["workers"], idle_after=o["idle_after"] or None,
+        timeout=o["timeout"], max_scrape_wait=o["max_scrape_wait"],
+    )
+    return config, security
+
+
+def _web_security(path: str | None) -> Callable[[], Security | None]:
+    if not path:
+        return lambda: None
+    from zego_exporter.webconfig import WebConfigError, WebConfigWatcher  # noqa: PLC0415
+
+    try:
+        watcher = WebConfigWatcher(path)
+    except WebConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return watcher.current
+
+
+def _run_until_signalled(start: Callable[[], None], stop: Callable[[], None],
+                         what: str) -> None:
+    """Start, then block until SIGINT or SIGTERM, then stop cleanly."""
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        start()
+    except TaskFileError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        _fail_runtime(f"{what}: {exc.strerror or exc}")
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        stop()
+
+
+@cli.command()
+@zego_options
+@click.argument("task_ids", nargs=-1, callback=_checked_ids)
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="How to print the tasks.")
+@log_options
+def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
+    """Verify credentials and connectivity, and print the tasks.
+
+    With TASK_IDs, looks each one up; without, lists the running tasks. Exit code 0 when the
+    API answered, 1 on an API or credential failure, 2 on a usage error.
+    """
+    app_id, secret = _connection(options["app_id"], options["server_secret"],
+                                 options["server_secret_file"], options["api_url"])
+    logsetup.configure(options["log_level"], options["log_format"], secrets=_secrets_of(secret))
+    client = ZegoClient(app_id, secret, options["api_url"], connect_timeout=options["timeout"],
+                        read_timeout=options["timeout"])
+    limiter = SlidingWindowLimiter(options["qps"])
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    try:
+        if task_ids:
+            for task_id in task_ids:
+                permit = limiter.acquire()
+                assert permit is not None
+                try:
+                    rows.append(_row(client.get_task_status(task_id), now))
+                except TaskNotFound:
+                    rows.append({"task_id": task_id, "room_id": "", "stream_id": "",
+                                 "status": None, "state": NOT_FOUND, "create_time": None,
+                                 "age_seconds": None, "fail_reason": ""})
+                finally:
+                    permit.release()
+        else:
+            rows = [_row(task, now) for task in client.query_running_tasks()]
+    except ZegoError as exc:
+        _fail_runtime(f"ZEGO API check failed: {exc.message}")
+    finally:
+        client.close()
+    if output == "json":
+        click.echo(json.dumps({"api_url": options["api_url"], "app_id": app_id, "ok": True,
+                               "tasks": rows}, indent=2))
+        return
+    what = "task(s) looked up" if task_ids else "running task(s)"
+    click.echo(f"ZEGO API OK: AppId {app_id} at {options['api_url']}, {len(rows)} {what}")
+    if rows:
+        click.echo(_table(rows))
+
+
+def _row(task: TaskStatus, now: float) -> dict[str, Any]:
+    return {"task_id": task.task_id, "room_id": task.room_id, "stream_id": task.stream_id,
+            "status": task.status, "state": state_of(task.status),
+            "create_time": task.create_time,
+            "age_seconds": max(0, int(now) - task.create_time) if task.create_time else None,
+            "fail_reason": task.fail_reason}
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = ("TASK", "ROOM", "STREAM", "STATE", "AGE", "FAIL REASON")
+    lines = [header] + [
+        (r["task_id"], r["room_id"] or "-", r["stream_id"] or "-", r["state"],
+         _age(r["age_seconds"]), r["fail_reason"] or "") for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
+        + "  " + line[-1]
+        for line in lines
+    ).rstrip()
+
+
+@cli.command()
+@click.option("--listen-address", default="127.0.0.1:9878", show_default=True,
+              envvar="ZEGO_SIMULATOR_LISTEN_ADDRESS", show_envvar=True,
+              help="Where the simulated API listens (loopback by default).")
+@click.option("--app-id", default=1234567890, show_default=True, envvar="ZEGO_APP_ID",
+              show_envvar=True, type=click.IntRange(1, 2**32 - 1),
+              help="The AppId the simulator accepts.")
+@click.option("--server-secret", default="0123456789abcdef0123456789abcdef",
+              envvar="ZEGO_SERVER_SECRET", show_envvar=True, metavar="SECRET",
+              help="The ServerSecret the simulator checks signatures with (a demo value by "
+                   "default).")
+@click.option("--tasks", default=20, show_default=True, type=click.IntRange(0),
+              help="Tasks at start.")
+@click.option("--arrival-rate", default=0.1, show_default=True, type=click.FloatRange(0),
+              help="New tasks per second.")
+@click.option("--time-scale", default=1.0, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="Lifecycle durations are multiplied by this (0.1: ten times faster).")
+@click.option("--static", is_flag=True, help="Tasks stream forever and none arrive (benchmarks).")
+@click.option("--showcase", is_flag=True, help="Add one task pinned in every state.")
+@click.option("--qps", default=10, show_default=True, type=click.IntRange(0),
+              help="Per-Action rate limit the simulator enforces (0: none).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the task world.")
+@log_options
+def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
+             arrival_rate: float, time_scale: float, static: bool, showcase: bool, qps: int,
+             seed: int, log_level: str, log_format: str) -> None:
+    """Run the built-in simulated ZEGO API (for demos and tests)."""
+    from zego_exporter.simulator import Simulator  # noqa: PLC0415
+
+    logsetup.configure(log_level, log_format, secrets=[server_secret])
+    host, port = _listen(listen_address)
+    simulator = _build_simulator(
+        Simulator.from_options, app_id=app_id, server_secret=Secret(server_secret), host=host,
+        port=port, seed=seed, tasks=tasks, arrival_rate=arrival_rate, time_scale=time_scale,
+        static=static, showcase=showcase, qps=qps)
+    click.echo(f"simulated ZEGO API at {simulator.url} (AppId {app_id}); Ctrl-C to stop")
+    _run_until_signalled(simulator.start, simulator.stop, "could not start the simulator")
+
+
+def _listen(listen_address: str) -> tuple[str, int]:
+    try:
+        host, port = parse_listen_address(listen_address)
+    except ListenAddressError as exc:
+        raise ConfigError(str(exc)) from None
+    return host or "127.0.0.1", port
+
+
+def _build_simulator(factory: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return factory(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        _fail_runtime(f"could not start the simulator: {exc.strerror or exc}")
+
+
+DEMO_APP_ID = 1234567890
+
+
+@cli.command()
+@click.option("--web.listen-address", "listen_address", default="127.0.0.1:9877",
+              show_default=True, envvar="ZEGO_EXPORTER_LISTEN_ADDRESS", show_envvar=True,
+              help="Where the exporter listens (port 0: any free port).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the task world.")
+@log_options
+def demo(listen_address: str, seed: int, log_level: str, log_format: str) -> None:
+    """The simulated ZEGO API and the exporter in one process: the one-command first run.
+
+    About 20 tasks move through every state within seconds; the exporter discovers the
+    running ones and watches a few configured ones. Prints the URLs to open.
+    """
+    from zego_exporter.simulator import Simulator  # noqa: PLC0415
+
+    secret = Secret(os.urandom(16).hex())
+    logsetup.configure(log_level, log_format, secrets=[secret.reveal()])
+    _listen(listen_address)
+    simulator = _build_simulator(
+        Simulator.from_options, app_id=DEMO_APP_ID, server_secret=secret, seed=seed, tasks=14,
+        arrival_rate=0.2, time_scale=0.5, showcase=True, qps=10)
+    configured = tuple(task_id for ids in simulator.showcase.values() for task_id in ids)
+    config = ExporterConfig(
+        app_id=DEMO_APP_ID, server_secret=secret, api_url=simulator.url, task_ids=configured,
+        listen_address=listen_address,
+        policy=RefreshPolicy(interval=10, fast_interval=2, discovery_interval=5,
+                             retention=600),
+        idle_after=None,
+    )
+    exporter: Exporter | None = None
+
+    def start() -> None:
+        nonlocal exporter
+        simulator.start()
+        exporter = Exporter(config)
+        exporter.start()
+        base = exporter.web.url
+        click.echo(f"zego-exporter demo: {len(configured)} configured tasks plus discovery "
+                   f"against a simulated ZEGO API at {simulator.url}")
+        click.echo(f"  metrics:   {base}/metrics")
+        click.echo(f"  landing:   {base}/")
+        click.echo(f"  readiness: {base}/-/ready")
+        click.echo("Press Ctrl-C to stop.")
+
+    def stop() -> None:
+        if exporter is not None:
+            exporter.stop()
+        simulator.stop()
+
+    _run_until_signalled(start, stop, "could not start the demo")
+
+
+# -- entry point --
+
+def _fail_usage(command: str, message: str) -> NoReturn:
+    text = " ".join(message.split())
+    click.echo(f"{command}: error: {text}", err=True)
+    sys.exit(2)
+
+
+def _fail_runtime(message: str) -> NoReturn:
+    click.echo(f"zego-exporter: {' '.join(message.split())}", err=True)
+    sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script. Usage errors end with one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = "zego-exporter" + (f" {args[0]}" if args and args[0] in cli.commands else "")
+    try:
+        code = cli.main(args=args, prog_name="zego-exporter", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see {command} --help)"
+        _fail_usage(command, exc.format_message().rstrip(".") + hint)
+    except ConfigError as exc:
+        _fail_usage(command, str(exc))
+    except click.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        _fail_usage(command, exc.format_message())
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,164 @@
+"""Assembles the running exporter: sources -> tracker -> refresh engine -> collector -> web.
+
+This is the one place that knows every part; each part knows only the one before it. It holds
+the configuration as plain values (the CLI builds it from flags) and owns start and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import CollectorRegistry
+
+from zego_exporter import __version__
+from zego_exporter.client import DEFAULT_API_URL, DEFAULT_TIMEOUT, ZegoClient
+from zego_exporter.collector import ZegoCollector
+from zego_exporter.exposition import TextRenderer
+from zego_exporter.instruments import Instruments
+from zego_exporter.ratelimit import SlidingWindowLimiter
+from zego_exporter.refresh import Refresher
+from zego_exporter.responses import ACTIONS
+from zego_exporter.signing import Secret
+from zego_exporter.sources import TaskFileWatcher
+from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
+from zego_exporter.web import Endpoints, Security, WebServer, landing_page
+
+log = logging.getLogger(__name__)
+
+TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DEFAULT_SCRAPE_TIMEOUT = 10.0  # Prometheus' default, when a scraper does not say
+SCRAPE_MARGIN = 0.5  # seconds kept back from the scraper's deadline for rendering and transfer
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    """Everything `serve` can be told, as plain values."""
+
+    app_id: int
+    server_secret: Secret
+    api_url: str = DEFAULT_API_URL
+    qps: float = 10.0
+    task_ids: tuple[str, ...] = ()
+    task_file: str | None = None
+    discovery: bool = True
+    callback_secret: Secret | None = None
+    callback_path: str = "/zego/callback"
+    listen_address: str = ":9877"
+    telemetry_path: str = "/metrics"
+    web_config_file: str | None = None
+    policy: RefreshPolicy = field(default_factory=RefreshPolicy)
+    workers: int = 4
+    idle_after: float | None = 600.0
+    timeout: float = DEFAULT_TIMEOUT
+    max_scrape_wait: float = 2.0
+
+
+class Exporter:
+    """The exporter as one object: `start()`, serve until `stop()`."""
+
+    def __init__(
+        self,
+        config: ExporterConfig,
+        *,
+        security: Callable[[], Security | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.instruments = Instruments()
+        self.client = ZegoClient(
+            config.app_id, config.server_secret, config.api_url,
+            connect_timeout=config.timeout, read_timeout=config.timeout,
+            pool_size=config.workers + 2, observer=self.instruments.observe_api,
+        )
+        self.tracker = Tracker(config.policy, clock=clock)
+        self.limiters = {action: SlidingWindowLimiter(config.qps) for action in ACTIONS}
+        self.refresher = Refresher(
+            self.client, self.tracker, self.limiters,
+            workers=config.workers, discovery=config.discovery, idle_after=config.idle_after,
+        )
+        self.collector = ZegoCollector(
+            self.tracker.snapshot, dict.fromkeys(ACTIONS, config.qps), config.policy
+        )
+        self._renderer = TextRenderer(self.collector)
+        # Text format: the collector renders itself fast, then the rest; OpenMetrics: all.
+        self._rest = CollectorRegistry(auto_describe=True)
+        self._all = CollectorRegistry(auto_describe=True)
+        self._all.register(self.collector)
+        for registry in (self._rest, self._all):
+            self.instruments.register(registry)
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.task_file = (
+            TaskFileWatcher(config.task_file, self._file_tasks) if config.task_file else None
+        )
+        self.web = WebServer(
+            config.listen_address,
+            Endpoints(
+                telemetry_path=config.telemetry_path,
+                render_metrics=self.render_metrics,
+                is_ready=lambda: self.refresher.ready,
+                landing_html=self._landing,
+            ),
+            security,
+        )
+
+    def _file_tasks(self, task_ids: list[str]) -> None:
+        self.tracker.set_configured("file", task_ids)
+
+    def start(self) -> None:
+        """Load the task sources, start refreshing and serving. Raises TaskFileError."""
+        self.tracker.set_configured(STATIC, self.config.task_ids)
+        if self.task_file is not None:
+            self.task_file.load()
+            self.task_file.start()
+        self.refresher.start()
+        self.web.start()
+        log.info("zego-exporter started", extra={
+            "version": __version__, "url": self.web.url + self.config.telemetry_path,
+            "app_id": self.config.app_id, "tasks": len(self.tracker),
+            "discovery": self.config.discovery, "qps": self.config.qps,
+        })
+
+    def stop(self) -> None:
+        self.web.stop()
+        if self.task_file is not None:
+            self.task_file.stop()
+        self.refresher.stop()
+        self.client.close()
+
+    def render_metrics(self, accept: str, scrape_timeout: float | None) -> tuple[bytes, str]:
+        """One scrape: note the demand, wait briefly for due refreshes, serve the cache."""
+        self.refresher.touch()
+        deadline = scrape_timeout if scrape_timeout and scrape_timeout > 0 else (
+            DEFAULT_SCRAPE_TIMEOUT)
+        wait = min(self.config.max_scrape_wait,
+                   deadline - SCRAPE_MARGIN - 2 * self.collector.last_scrape_duration)
+        if wait > 0:
+            self.refresher.wait_for_fresh(wait)
+        started = time.perf_counter()
+        if "application/openmetrics-text" in accept:
+            body = generate_openmetrics(self._all)  # type: ignore[no-untyped-call]
+            content_type = OPENMETRICS_TYPE
+        else:
+            body = self._renderer.render(self.tracker.snapshot(), self._rest)
+            content_type = TEXT_TYPE
+        self.collector.last_scrape_duration = time.perf_counter() - started
+        return body, content_type
+
+    def _landing(self) -> str:
+        config = self.config
+        return landing_page(config.telemetry_path, [
+            ("ZEGO API", config.api_url),
+            ("AppId", str(config.app_id)),
+            ("Tracked tasks", str(len(self.tracker))),
+            ("Discovery", "on" if config.discovery else "off"),
+            ("Budget", f"{config.qps:g} requests/s per Action"),
+            ("Ready", "yes" if self.refresher.ready else "not yet"),
+        ])

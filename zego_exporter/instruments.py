@@ -1,0 +1,70 @@
+"""Direct instrumentation of the exporter's own activity: API calls and callbacks received.
+
+These are live counters and a histogram (prometheus_client's own types), updated as calls
+happen; per-task values never live here (they come from the tracker via the collector).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client.registry import CollectorRegistry
+
+from zego_exporter.responses import ACTIONS
+
+# Outcomes that alerts look at: their series exist at 0 from the start, so that the first
+# occurrence shows up in increase() (a series born at 1 shows no increase).
+ALERTED_OUTCOMES = ("0", "400010009", "100000004", "100000005")
+CALLBACK_EVENT_TYPES = ("3", "4")
+CALLBACK_RESULTS = ("accepted", "bad_signature", "invalid", "ignored")
+
+
+class Instruments:
+    """The exporter's self-instrumentation, registered in the registries it is given."""
+
+    def __init__(self) -> None:
+        # `_created` series double the output and no dashboard or alert here reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.api_requests = Counter(
+            "zego_digital_human_api_requests",
+            "ZEGO API calls made by the exporter, by Action and outcome: code is \"0\" on "
+            "success, else ZEGO's Code, http_<status>, timeout, connection_error or "
+            "invalid_response. Counted live.",
+            ("action", "code"),
+            registry=None,
+        )
+        self.api_duration = Histogram(
+            "zego_digital_human_api_request_duration_seconds",
+            "Latency of ZEGO API calls made by the exporter, by Action. Observed live.",
+            ("action",),
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=None,
+        )
+        self.callbacks = Counter(
+            "zego_digital_human_callbacks",
+            "ZEGO callbacks received, by EventType and result (accepted, bad_signature, "
+            "invalid, ignored). Counted live.",
+            ("event_type", "result"),
+            registry=None,
+        )
+        for action in ACTIONS:
+            self.api_duration.labels(action)
+            for outcome in ALERTED_OUTCOMES:
+                self.api_requests.labels(action, outcome)
+
+    def enable_callbacks(self) -> None:
+        """Show the callback counters at 0 once the endpoint exists."""
+        for event_type in CALLBACK_EVENT_TYPES:
+            for result in CALLBACK_RESULTS:
+                self.callbacks.labels(event_type, result)
+
+    def register(self, registry: CollectorRegistry) -> None:
+        for metric in (self.api_requests, self.api_duration, self.callbacks):
+            registry.register(metric)
+
+    def observe_api(self, action: str, outcome: str, seconds: float) -> None:
+        """The client's observer: one call of `action` ended with `outcome` after `seconds`."""
+        self.api_requests.labels(action, outcome).inc()
+        self.api_duration.labels(action).observe(seconds)
+
+    def count_callback(self, event_type: str, result: str) -> None:
+        self.callbacks.labels(event_type, result).inc()

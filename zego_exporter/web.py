@@ -1,0 +1,321 @@
+"""The HTTP layer: landing page, telemetry, health, readiness and the callback endpoint.
+
+It speaks HTTP (keep-alive, gzip, basic auth, TLS) and delegates everything else to the
+callables in `Endpoints`; it never touches the tracker or the API directly. TLS and basic auth
+come from the exporter-toolkit web configuration (`webconfig.py`), looked up per connection so
+that a changed configuration applies to new connections without a restart.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from zego_exporter import __version__
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+_GZIP_LEVEL = 1  # metrics text compresses ~10x even at level 1, at a fraction of the CPU
+
+
+class Security(Protocol):
+    """What the web layer needs of a loaded web configuration (see webconfig.WebConfig)."""
+
+    @property
+    def auth_required(self) -> bool: ...
+
+    @property
+    def response_headers(self) -> Mapping[str, str]: ...
+
+    def check_basic_auth(self, authorization_header: str | None) -> bool: ...
+
+    def ssl_context(self) -> ssl.SSLContext | None: ...
+
+
+@dataclass
+class Endpoints:
+    """What each URL does; the web layer only adds HTTP around these."""
+
+    telemetry_path: str
+    render_metrics: Callable[[str, float | None], tuple[bytes, str]]
+    """(Accept header, scrape timeout in s or None) -> (body, content type)."""
+    is_ready: Callable[[], bool]
+    landing_html: Callable[[], str]
+    callback_path: str | None = None
+    handle_callback: Callable[[bytes | None], tuple[int, bytes]] | None = None
+    """(request body, or None when it was over max_callback_bytes and not read) ->
+    (HTTP status, response body). None when callbacks are off."""
+    max_callback_bytes: int = 64 * 1024
+
+
+class ListenAddressError(ValueError):
+    pass
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """`host:port`, `:port` (every interface) or `[v6-address]:port` -> (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ListenAddressError(
+            f"listen address {text!r} needs a port: use host:port, :port or [::]:port"
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ListenAddressError(
+                f"listen address {text!r}: {host!r} is no IPv6 address"
+            ) from None
+    elif ":" in host:
+        raise ListenAddressError(
+            f"listen address {text!r}: put an IPv6 address in brackets, e.g. [::1]:9877"
+        )
+    return host, int(port_text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        endpoints: Endpoints,
+        security: Callable[[], Security | None],
+    ) -> None:
+        self.endpoints = endpoints
+        self.security = security
+        self._dual_stack = host in ("", "::")
+        self.address_family = socket.AF_INET6 if ":" in host or (
+            host == "" and socket.has_ipv6) else socket.AF_INET
+        bind_host = "::" if host == "" and self.address_family == socket.AF_INET6 else host
+        super().__init__((bind_host, port), _Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self._dual_stack:
+            # ":port" means every interface, IPv4 included, as it does for Go exporters.
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = self.socket.accept()
+        current = self.security()
+        context = current.ssl_context() if current is not None else None
+        if context is not None:
+            # The handshake happens in the handler thread, so a slow client cannot stall accept.
+            conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # TLS handshake failures and clients hanging up are normal on a public port.
+        log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"zego-exporter/{__version__}"
+    sys_version = ""
+    timeout = 60.0  # idle keep-alive connections give their thread back
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def do_POST(self) -> None:
+        endpoints = self.server.endpoints
+        path = urlsplit(self.path).path
+        if endpoints.handle_callback is not None and path == endpoints.callback_path:
+            self._callback(endpoints)
+            return
+        self._discard_body()
+        self._send(405, b"Method Not Allowed\n", allow="GET, HEAD")
+
+    def _route(self, head: bool) -> None:
+        endpoints = self.server.endpoints
+        path = urlsplit(self.path).path
+        if path == "/-/healthy":
+            self._send(200, b"Healthy\n", head=head)
+            return
+        if endpoints.callback_path is not None and path == endpoints.callback_path:
+            self._send(405, b"Method Not Allowed\n", allow="POST", head=head)
+            return
+        if not self._authorized():
+            return
+        if path == endpoints.telemetry_path:
+            self._metrics(endpoints, head)
+        elif path == "/-/ready":
+            if endpoints.is_ready():
+                self._send(200, b"Ready\n", head=head)
+            else:
+                self._send(503, b"Not ready: the first round of API calls is not done yet\n",
+                           head=head)
+        elif path == "/":
+            self._send(200, endpoints.landing_html().encode(), "text/html; charset=utf-8",
+                       head=head)
+        else:
+            self._send(404, b"Not Found\n", head=head)
+
+    def _authorized(self) -> bool:
+        security = self.server.security()
+        if security is None or not security.auth_required:
+            return True
+        if security.check_basic_auth(self.headers.get("Authorization")):
+            return True
+        self._send(401, b"Unauthorized\n",
+                   www_authenticate='Basic realm="zego-exporter", charset="UTF-8"')
+        return False
+
+    def _metrics(self, endpoints: Endpoints, head: bool) -> None:
+        timeout: float | None
+        try:
+            timeout = float(self.headers.get(SCRAPE_TIMEOUT_HEADER, ""))
+        except ValueError:
+            timeout = None
+        try:
+            body, content_type = endpoints.render_metrics(self.headers.get("Accept", ""), timeout)
+        except Exception:
+            log.exception("rendering metrics failed")
+            self._send(500, b"Internal error while rendering metrics; see the exporter's log\n")
+            return
+        encoding = None
+        if "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
+            encoding = "gzip"
+        self._send(200, body, content_type, head=head, content_encoding=encoding)
+
+    def _callback(self, endpoints: Endpoints) -> None:
+        assert endpoints.handle_callback is not None
+        length_text = self.headers.get("Content-Length", "")
+        if not length_text.isdigit():
+            self.close_connection = True
+            self._send(411, b"Content-Length required\n")
+            return
+        length = int(length_text)
+        if length > endpoints.max_callback_bytes:
+            self.close_connection = True  # the unread body must not be parsed as a request
+            status, body = endpoints.handle_callback(None)
+        else:
+            status, body = endpoints.handle_callback(self.rfile.read(length))
+        self._send(status, body, "application/json")
+
+    def _discard_body(self) -> None:
+        length_text = self.headers.get("Content-Length", "0")
+        length = int(length_text) if length_text.isdigit() else 0
+        if length > 1024 * 1024:
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        *,
+        head: bool = False,
+        content_encoding: str | None = None,
+        allow: str | None = None,
+        www_authenticate: str | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if content_encoding:
+            self.send_header("Content-Encoding", content_encoding)
+            self.send_header("Vary", "Accept-Encoding")
+        if allow:
+            self.send_header("Allow", allow)
+        if www_authenticate:
+            self.send_header("WWW-Authenticate", www_authenticate)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        security = self.server.security()
+        if security is not None:
+            for name, value in security.response_headers.items():
+                self.send_header(name, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", extra={"client": self.address_string(),
+                                         "request": format % args})
+
+
+class WebServer:
+    """The exporter's HTTP(S) server on its own thread."""
+
+    def __init__(
+        self,
+        listen_address: str,
+        endpoints: Endpoints,
+        security: Callable[[], Security | None] = lambda: None,
+    ) -> None:
+        host, port = parse_listen_address(listen_address)
+        self._server = _Server(host, port, endpoints, security)
+        self._security = security
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """A URL for this server (loopback when it listens on every interface)."""
+        host = str(self._server.server_address[0])
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        current = self._security()
+        scheme = "https" if current is not None and current.ssl_context() is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+            name="zego-web", daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def landing_page(telemetry_path: str, details: list[tuple[str, str]]) -> str:
+    """The HTML of `/`: links to the endpoints and a few facts about this exporter."""
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in details
+    )
+    path = html.escape(telemetry_path, quote=True)
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>ZEGO Digital Human "
+        "exporter</title><style>body{font-family:sans-serif;margin:2em}th{text-align:left;"
+        "padding-right:1em}</style></head><body><h1>ZEGO Digital Human exporter</h1>"
+        f"<p>Version {html.escape(__version__)}</p><ul>"
+        f"<li><a href=\"{path}\">Metrics</a></li>"
+        "<li><a href=\"/-/healthy\">Health</a></li>"
+        "<li><a href=\"/-/ready\">Readiness</a></li></ul>"
+        f"<table>{rows}</table></body></html>\n"
+    )
