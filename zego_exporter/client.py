@@ -171,6 +171,10 @@ def _is_timeout(exc: BaseException) -> bool:
     for _ in range(8):  # exception chains are short; the bound guards against cycles
         if cause is None:
             return False
+        # urllib3 2 makes NewConnectionError (connection refused, no route...) a subclass of
+        # ConnectTimeoutError for backward compatibility; it is not a timeout.
+        if isinstance(cause, urllib3.exceptions.NewConnectionError):
+            return False
         if isinstance(cause, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
             return True
         cause = cause.__cause__ or cause.__context__
