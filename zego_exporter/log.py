@@ -58,7 +58,13 @@ class _Scrubbing(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
         self._inner = inner
-        self._secrets = [s for s in secrets if len(s) >= 4]
+        # Also the forms the formatters write a secret in once quoted: JSON-escaped, once or
+        # twice (a JSON value inside a quoted logfmt value); longest first.
+        forms = {s for s in secrets if len(s) >= 4}
+        for _ in range(2):
+            forms |= {json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+                      for form in forms for ascii_only in (True, False)}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
         line = self._inner.format(record)

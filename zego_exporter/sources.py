@@ -38,7 +38,8 @@ def check_task_id(task_id: str) -> str:
         )
     if not _TASK_ID.fullmatch(task_id):
         raise TaskIdError(
-            f"TaskId {task_id!r} has a character other than printable ASCII (or whitespace)"
+            f"TaskId {task_id!r} has whitespace or a character other than printable ASCII: "
+            "copy the TaskId exactly as ZEGO returned it"
         )
     return task_id
 

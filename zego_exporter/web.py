@@ -66,9 +66,13 @@ class ListenAddressError(ValueError):
 def parse_listen_address(text: str) -> tuple[str, int]:
     """`host:port`, `:port` (every interface) or `[v6-address]:port` -> (host, port)."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not sep or not port_text.isascii() or not port_text.isdigit():
         raise ListenAddressError(
             f"listen address {text!r} needs a port: use host:port, :port or [::]:port"
+        )
+    if int(port_text) > 65535:
+        raise ListenAddressError(
+            f"listen address {text!r}: port {port_text} is out of range: use 0 to 65535"
         )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -148,7 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._callback(endpoints)
             return
         self._discard_body()
-        self._send(405, b"Method Not Allowed\n", allow="GET, HEAD")
+        if self._authorized():  # like GET: only /-/healthy and the callback are open to all
+            self._send(405, b"Method Not Allowed\n", allow="GET, HEAD")
 
     def _route(self, head: bool) -> None:
         endpoints = self.server.endpoints

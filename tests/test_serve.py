@@ -1,0 +1,390 @@
+"""`zego-exporter serve` and `demo` as real processes, scraped over HTTP on loopback.
+
+The simulated ZEGO API runs in the test process; the exporter is started the way a user starts
+it (`python -m zego_exporter ...`, configured through the environment), and every process and
+server is stopped by the test or fixture that started it. The helpers at the top are shared
+with test_cli.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from conftest import APP_ID, SECRET_TEXT, require_binary
+from contract_metrics import CONTRACT_METRICS
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from zego_exporter.signing import Secret
+from zego_exporter.simulator import Faults, Latency, Simulator, World
+
+STATES = ("initializing", "init_failed", "streaming", "stopping", "stopped", "not_found",
+          "unknown")
+OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """The test's environment without any ZEGO_* variable, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZEGO_")}
+    env.update(values)
+    return env
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+def fetch(base: str, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+          body: bytes | None = None, timeout: float = 10.0) -> Response:
+    url = urlsplit(base)
+    assert url.hostname is not None and url.port is not None
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        answer = conn.getresponse()
+        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()},
+                        answer.read())
+    finally:
+        conn.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended with {proc.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def answers(base: str, path: str, status: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return fetch(base, path, timeout=2).status == status
+        except OSError:
+            return False
+    return check
+
+
+@dataclass
+class Exporter:
+    proc: subprocess.Popen[str]
+    url: str
+    stdout_path: Path
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        wait_until(answers(self.url, "/-/ready", 200), timeout, "/-/ready", self.proc)
+
+    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM, then (exit code, seconds it took to exit)."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
+
+
+@contextmanager
+def exporter_process(args: list[str], env: dict[str, str], workdir: Path,
+                     port: int | None = None) -> Iterator[Exporter]:
+    """`python -m zego_exporter <args>` listening on 127.0.0.1:<port>; stopped on exit.
+
+    Without `port`, a free port is passed with --web.listen-address; with one, the caller
+    has told the process where to listen (e.g. in ZEGO_EXPORTER_LISTEN_ADDRESS)."""
+    listen: list[str] = []
+    if port is None:
+        port = free_port()
+        listen = ["--web.listen-address", f"127.0.0.1:{port}"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
+    with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zego_exporter", *args, *listen],
+            env=env, stdout=out, stderr=err, text=True,
+        )
+    try:
+        yield Exporter(proc, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def showcase_simulator(streaming: int = 4, **options: object) -> Simulator:
+    world = World.static(streaming)
+    world.add_showcase()
+    return Simulator(APP_ID, Secret(SECRET_TEXT), world=world, **options)  # type: ignore[arg-type]
+
+
+def serve_env(sim: Simulator, **values: str) -> dict[str, str]:
+    return clean_env(ZEGO_APP_ID=str(APP_ID), ZEGO_SERVER_SECRET=SECRET_TEXT,
+                     ZEGO_API_URL=sim.url, **values)
+
+
+def metric_types(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def samples(text: str) -> list[Sample]:
+    return [Sample(s.name, dict(s.labels), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def state_of(text: str, task_id: str) -> set[str]:
+    """The states with value 1 of one task in a scrape."""
+    return {s.labels["state"] for s in samples(text)
+            if s.name == "zego_digital_human_task_state" and s.labels["task_id"] == task_id
+            and s.value == 1}
+
+
+# -- serve against the simulated API ---------------------------------------------------------
+
+@dataclass
+class Served:
+    sim: Simulator
+    exporter: Exporter
+    scrape: str
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """serve, configured with every showcase task plus discovery, scraped once when ready."""
+    with showcase_simulator() as sim:
+        args = ["serve"]
+        for task_ids in sim.showcase.values():
+            args += ["--task-id", task_ids[0]]
+        with exporter_process(args, serve_env(sim), tmp_path_factory.mktemp("serve")) as exp:
+            exp.wait_ready()
+            scrape = fetch(exp.url, "/metrics")
+            assert scrape.status == 200, exp.stderr()
+            yield Served(sim, exp, scrape.text)
+
+
+def test_scrape_passes_promtool_without_warnings(served: Served) -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run([promtool, "check", "metrics"], input=served.scrape,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == ""
+
+
+def test_every_contract_metric_is_there_with_its_type_and_labels(served: Served) -> None:
+    types = metric_types(served.scrape)
+    found = samples(served.scrape)
+    for metric in CONTRACT_METRICS:
+        expected = "gauge" if metric.type == "info" else metric.type
+        assert types.get(metric.name) == expected, metric.name
+        if metric.type == "counter":
+            assert metric.name.endswith("_total")
+        of_metric = [s for s in found if s.name == metric.name or (
+            metric.type == "histogram" and s.name.startswith(metric.name + "_"))]
+        if metric.name == "zego_digital_human_callbacks_total":
+            continue  # series exist only with a callback secret (not given here)
+        assert of_metric, f"{metric.name} has no series"
+        for sample in of_metric:
+            assert set(sample.labels) - {"le"} == set(metric.labels), sample
+
+
+def test_every_showcase_task_shows_its_state_with_task_room_and_stream(served: Served) -> None:
+    found = samples(served.scrape)
+    for state, task_ids in served.sim.showcase.items():
+        task_id = task_ids[0]
+        assert state_of(served.scrape, task_id) == {state}, task_id
+        own = [s for s in found if s.labels.get("task_id") == task_id
+               and s.name != "zego_digital_human_task_lookup_success"]
+        assert own
+        for sample in own:
+            if state == "not_found":  # never answered with a room or stream
+                assert sample.labels["room_id"] == sample.labels["stream_id"] == ""
+            else:
+                assert sample.labels["room_id"] and sample.labels["stream_id"], sample
+        status = [s for s in own if s.name == "zego_digital_human_task_status"]
+        assert (status == []) == (state == "not_found")
+        info = [s for s in own if s.name == "zego_digital_human_task_info"]
+        assert (info[0].labels["fail_reason"] != "") == (state == "init_failed")
+
+
+def test_discovered_tasks_and_api_health_are_exported(served: Served) -> None:
+    found = samples(served.scrape)
+
+    def value(name: str, **labels: str) -> float:
+        matching = [s.value for s in found if s.name == name and labels.items() <= s.labels.items()]
+        assert len(matching) == 1, (name, labels)
+        return matching[0]
+
+    running = [task.task_id for task in served.sim.world.running()]
+    for task_id in running:
+        assert state_of(served.scrape, task_id) & {"streaming", "initializing"}
+    assert value("zego_digital_human_tracked_tasks", source="discovered") == len(running)
+    assert value("zego_digital_human_tracked_tasks", source="static") == len(STATES)
+    assert value("zego_digital_human_up") == 1
+    assert value("zego_digital_human_rate_limit_qps",
+                 action="GetDigitalHumanStreamTaskStatus") == 10
+    assert value("zego_digital_human_api_requests_total",
+                 action="QueryDigitalHumanStreamTasks", code="0") >= 1
+    assert SECRET_TEXT not in served.scrape
+
+
+def test_openmetrics_when_asked(served: Served) -> None:
+    answer = fetch(served.exporter.url, "/metrics", headers={"Accept": OPENMETRICS_ACCEPT})
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("application/openmetrics-text")
+    assert answer.text.endswith("# EOF\n")
+    types = {f.name: f.type for f in parse_openmetrics(answer.text)}  # type: ignore[no-untyped-call]
+    assert types["zego_digital_human_task"] == "info"
+    assert types["zego_digital_human_task_failures"] == "counter"
+    assert types["zego_digital_human_api_request_duration_seconds"] == "histogram"
+
+
+def test_gzip_when_asked_decompresses_to_the_same_families(served: Served) -> None:
+    plain = fetch(served.exporter.url, "/metrics")
+    zipped = fetch(served.exporter.url, "/metrics", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) == len(zipped.body) < len(plain.body)
+    assert metric_types(gzip.decompress(zipped.body).decode()) == metric_types(plain.text)
+
+
+def test_landing_health_unknown_paths_methods_and_head(served: Served) -> None:
+    base = served.exporter.url
+    landing = fetch(base, "/")
+    assert landing.status == 200 and landing.headers["content-type"].startswith("text/html")
+    assert 'href="/metrics"' in landing.text and SECRET_TEXT not in landing.text
+    assert fetch(base, "/-/healthy").status == 200
+    assert fetch(base, "/-/ready").status == 200
+    assert fetch(base, "/nope").status == 404
+    assert fetch(base, "/metrics/extra").status == 404
+    assert fetch(base, "/zego/callback").status == 404  # no callback secret: no endpoint
+    assert fetch(base, "/zego/callback", method="POST", body=b"{}").status == 405
+    post = fetch(base, "/metrics", method="POST", body=b"x=1")
+    assert post.status == 405 and "GET" in post.headers["allow"]
+    head = fetch(base, "/metrics", method="HEAD")
+    assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 0
+    head = fetch(base, "/", method="HEAD")
+    assert head.status == 200 and head.body == b""
+
+
+# -- a slow API: readiness, scrape deadline and SIGTERM --------------------------------------
+
+def test_slow_api_readiness_scrape_deadline_and_sigterm(tmp_path: Path) -> None:
+    with showcase_simulator(3, faults=Faults(latency=Latency(seconds=2.0))) as sim:
+        running = [task.task_id for task in sim.world.running()]
+        args = ["serve", "--task-id", running[0], "--task-id", running[1]]
+        with exporter_process(args, serve_env(sim), tmp_path) as exp:
+            wait_until(answers(exp.url, "/-/healthy", 200), 10, "/-/healthy", exp.proc)
+            # Every answer takes 2 s: the first round cannot be done yet.
+            assert fetch(exp.url, "/-/ready").status == 503
+
+            started = time.monotonic()
+            scrape = fetch(exp.url, "/metrics",
+                           headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+            assert time.monotonic() - started < 1.0
+            assert scrape.status == 200
+            assert "zego_digital_human_exporter_build_info" in scrape.text
+
+            sim.faults = Faults()
+            exp.wait_ready()
+            code, took = exp.terminate()
+            assert code == 0, exp.stderr()
+            assert took < 4.0
+            assert "Traceback" not in exp.stderr()
+            assert SECRET_TEXT not in exp.stderr()
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+def test_demo_shows_every_state_within_ten_seconds_and_stops_on_sigterm() -> None:
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zego_exporter", "demo",
+         "--web.listen-address", f"127.0.0.1:{port}"],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    output: list[str] = []
+    errors: list[str] = []
+    readers = [threading.Thread(target=lambda s=s, into=into: into.extend(s), daemon=True)
+               for s, into in ((proc.stdout, output), (proc.stderr, errors))]
+    for reader in readers:
+        reader.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        last = ""
+
+        def complete() -> bool:
+            nonlocal last
+            try:
+                answer = fetch(base, "/metrics", timeout=5)
+            except OSError:
+                return False
+            last = answer.text
+            types = metric_types(last)
+            shown = {s.labels["state"] for s in samples(last)
+                     if s.name == "zego_digital_human_task_state" and s.value == 1}
+            return all(m.name in types for m in CONTRACT_METRICS) and shown >= set(STATES)
+
+        wait_until(complete, 10 - (time.monotonic() - started), "every metric and state", proc)
+        assert f"{base}/metrics" in "".join(output)
+
+        proc.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
+        assert proc.wait(5) == 0
+        assert time.monotonic() - stopping < 4.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for reader in readers:
+            reader.join(5)
+    assert "Traceback" not in "".join(errors)

@@ -1,0 +1,381 @@
+"""The web layer alone: a real WebServer on loopback around fake endpoints and a fake security.
+
+What is checked here is HTTP, not metrics: listen addresses, IPv6, keep-alive, headers handed
+to the endpoints, the callback endpoint's body limits, and basic auth on every path but the
+health check and the callback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pytest
+
+from zego_exporter.web import (
+    SCRAPE_TIMEOUT_HEADER,
+    Endpoints,
+    ListenAddressError,
+    WebServer,
+    landing_page,
+    parse_listen_address,
+)
+
+METRICS = b"# TYPE fake gauge\nfake 1.0\n" * 50
+
+
+# -- listen addresses ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:9877", ("127.0.0.1", 9877)),
+    ("localhost:80", ("localhost", 80)),
+    (":9877", ("", 9877)),
+    (":0", ("", 0)),
+    ("[::]:9877", ("::", 9877)),
+    ("[::1]:65535", ("::1", 65535)),
+    ("[fe80::1%eth0]:1", ("fe80::1%eth0", 1)),
+])
+def test_parse_listen_address(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen_address(text) == expected
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("", "needs a port"),
+    ("9877", "needs a port"),
+    ("localhost", "needs a port"),
+    ("localhost:", "needs a port"),
+    ("localhost:http", "needs a port"),
+    ("host:9877:x", "needs a port"),
+    (":-1", "needs a port"),
+    (":65536", "0 to 65535"),
+    ("::1:9877", "brackets"),
+    ("::9877", "brackets"),
+    ("[::1]", "needs a port"),
+    ("[zz::q]:80", "no IPv6 address"),
+])
+def test_parse_listen_address_errors_say_what_to_write(text: str, says: str) -> None:
+    with pytest.raises(ListenAddressError) as caught:
+        parse_listen_address(text)
+    assert says in str(caught.value)
+    assert repr(text) in str(caught.value)
+
+
+# -- fakes -----------------------------------------------------------------------------------
+
+@dataclass
+class FakeEndpoints:
+    ready: bool = True
+    fail: bool = False
+    scrapes: list[tuple[str, float | None]] = field(default_factory=list)
+    callbacks: list[bytes | None] = field(default_factory=list)
+
+    def render(self, accept: str, timeout: float | None) -> tuple[bytes, str]:
+        self.scrapes.append((accept, timeout))
+        if self.fail:
+            raise RuntimeError("boom")
+        return METRICS, "text/plain; version=0.0.4; charset=utf-8"
+
+    def callback(self, body: bytes | None) -> tuple[int, bytes]:
+        self.callbacks.append(body)
+        if body is None:
+            return 413, b'{"error":"too large"}'
+        return 200, b'{"code":0}'
+
+    def endpoints(self, **overrides: object) -> Endpoints:
+        options: dict[str, object] = {
+            "telemetry_path": "/metrics", "render_metrics": self.render,
+            "is_ready": lambda: self.ready, "landing_html": lambda: "<p>landing</p>",
+            "callback_path": "/zego/callback", "handle_callback": self.callback,
+            "max_callback_bytes": 100,
+        }
+        options.update(overrides)
+        return Endpoints(**options)  # type: ignore[arg-type]
+
+
+class FakeSecurity:
+    """Basic auth with one good header, and a header to add to every response."""
+
+    GOOD = "Basic Z29vZDpwYXNz"
+
+    def __init__(self, auth_required: bool = True) -> None:
+        self._auth_required = auth_required
+        self.checked: list[str | None] = []
+
+    @property
+    def auth_required(self) -> bool:
+        return self._auth_required
+
+    @property
+    def response_headers(self) -> Mapping[str, str]:
+        return {"X-Frame-Options": "deny"}
+
+    def check_basic_auth(self, authorization_header: str | None) -> bool:
+        self.checked.append(authorization_header)
+        return authorization_header == self.GOOD
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return None
+
+
+@pytest.fixture
+def fake() -> FakeEndpoints:
+    return FakeEndpoints()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., WebServer]]:
+    """Start WebServers on loopback; every one is stopped at the end of the test."""
+    started: list[WebServer] = []
+
+    def start(endpoints: Endpoints, security: FakeSecurity | None = None,
+              address: str = "127.0.0.1:0") -> WebServer:
+        server = WebServer(address, endpoints, lambda: security)
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def request(server: WebServer, method: str, path: str, *, body: bytes | None = None,
+            headers: dict[str, str] | None = None, host: str = "127.0.0.1") -> Answer:
+    conn = http.client.HTTPConnection(host, server.port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
+                      response.read())
+    finally:
+        conn.close()
+
+
+def raw(server: WebServer, data: bytes) -> bytes:
+    """Send `data` as is and read the answer until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+def test_routes_and_head(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
+    server = serve(fake.endpoints())
+    assert server.url == f"http://127.0.0.1:{server.port}"
+    metrics = request(server, "GET", "/metrics")
+    assert metrics.status == 200 and metrics.body == METRICS
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert request(server, "GET", "/metrics?debug=1").body == METRICS
+    landing = request(server, "GET", "/")
+    assert landing.body == b"<p>landing</p>" and "text/html" in landing.headers["content-type"]
+    assert request(server, "GET", "/-/healthy").status == 200
+    assert request(server, "GET", "/-/ready").status == 200
+    fake.ready = False
+    assert request(server, "GET", "/-/ready").status == 503
+    assert request(server, "GET", "/-/healthy").status == 200
+    assert request(server, "GET", "/nope").status == 404
+    assert request(server, "GET", "/metrics/").status == 404
+    post = request(server, "POST", "/metrics", body=b"a=1")
+    assert post.status == 405 and post.headers["allow"] == "GET, HEAD"
+    head = request(server, "HEAD", "/metrics")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["content-length"] == str(len(METRICS))
+    assert request(server, "HEAD", "/nope").status == 404
+
+
+def test_headers_reach_the_renderer(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
+    server = serve(fake.endpoints())
+    request(server, "GET", "/metrics", headers={
+        "Accept": "application/openmetrics-text; version=1.0.0",
+        SCRAPE_TIMEOUT_HEADER: "1.5"})
+    request(server, "GET", "/metrics")
+    request(server, "GET", "/metrics", headers={SCRAPE_TIMEOUT_HEADER: "soon"})
+    assert fake.scrapes == [("application/openmetrics-text; version=1.0.0", 1.5),
+                            ("", None), ("", None)]
+
+
+def test_gzip_only_when_asked(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
+    server = serve(fake.endpoints())
+    zipped = request(server, "GET", "/metrics", headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(zipped.body) == METRICS
+    plain = request(server, "GET", "/metrics", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.body == METRICS
+
+
+def test_a_failing_renderer_is_a_500(serve: Callable[..., WebServer],
+                                     fake: FakeEndpoints) -> None:
+    server = serve(fake.endpoints())
+    fake.fail = True
+    answer = request(server, "GET", "/metrics")
+    assert answer.status == 500 and b"log" in answer.body
+    fake.fail = False
+    assert request(server, "GET", "/metrics").status == 200
+
+
+def test_keep_alive_serves_two_requests_on_one_connection(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        first = conn.getresponse()
+        assert first.version == 11 and first.getheader("Connection") is None
+        assert first.read() == METRICS
+        sock = conn.sock
+        conn.request("GET", "/-/healthy")
+        second = conn.getresponse()
+        assert second.status == 200 and second.read() == b"Healthy\n"
+        assert conn.sock is sock  # http.client reconnects (new socket) if the server hung up
+    finally:
+        conn.close()
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_serves_on_ipv6_loopback(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    server = serve(fake.endpoints(), address="[::1]:0")
+    assert server.url == f"http://[::1]:{server.port}"
+    answer = request(server, "GET", "/metrics", host="::1")
+    assert answer.status == 200 and answer.body == METRICS
+
+
+# -- the callback endpoint -------------------------------------------------------------------
+
+def test_callback_body_within_the_limit_reaches_the_handler(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    body = b'{"EventType":3}'.ljust(100)
+    answer = request(server, "POST", "/zego/callback", body=body)
+    assert (answer.status, answer.body) == (200, b'{"code":0}')
+    assert answer.headers["content-type"] == "application/json"
+    assert fake.callbacks == [body]
+    assert request(server, "GET", "/zego/callback").status == 405
+
+
+def test_callback_over_the_limit_is_not_read_and_the_handler_gets_none(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    # Claims a gigabyte and sends none of it: the answer must come without reading the body.
+    started = time.monotonic()
+    answer = raw(server, b"POST /zego/callback HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 1000000000\r\n\r\n")
+    assert time.monotonic() - started < 2
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert fake.callbacks == [None]
+
+
+def test_callback_without_content_length_is_411(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    answer = raw(server, b"POST /zego/callback HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ")
+    chunked = raw(server, b"POST /zego/callback HTTP/1.1\r\nHost: x\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411 ")
+    assert fake.callbacks == []
+
+
+def test_without_callbacks_the_path_is_unknown(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints(callback_path=None, handle_callback=None))
+    assert request(server, "POST", "/zego/callback", body=b"{}").status == 405
+    assert request(server, "GET", "/zego/callback").status == 404
+    assert fake.callbacks == []
+
+
+# -- basic auth and response headers ---------------------------------------------------------
+
+PROTECTED = [("GET", "/"), ("GET", "/metrics"), ("HEAD", "/metrics"), ("GET", "/-/ready"),
+             ("GET", "/nope"), ("POST", "/metrics"), ("HEAD", "/")]
+
+
+def test_basic_auth_protects_every_endpoint_but_health_and_callback(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints(), FakeSecurity())
+    for method, path in PROTECTED:
+        denied = request(server, method, path)
+        assert denied.status == 401, (method, path)
+        assert denied.headers["www-authenticate"].startswith("Basic realm=")
+        wrong = request(server, method, path, headers={"Authorization": "Basic bm9wZTpub3Bl"})
+        assert wrong.status == 401, (method, path)
+    assert fake.scrapes == []  # nothing rendered for anyone without the password
+    for method, path in PROTECTED:
+        allowed = request(server, method, path, headers={"Authorization": FakeSecurity.GOOD})
+        expected = {"/nope": 404, "/metrics": 405 if method == "POST" else 200}.get(path, 200)
+        assert allowed.status == expected, (method, path)
+    assert len(fake.scrapes) == 2
+
+
+def test_health_and_callback_need_no_auth(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    security = FakeSecurity()
+    server = serve(fake.endpoints(), security)
+    assert request(server, "GET", "/-/healthy").status == 200
+    assert request(server, "POST", "/zego/callback", body=b"{}").status == 200
+    assert security.checked == []
+
+
+def test_auth_not_required_lets_everyone_in(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints(), FakeSecurity(auth_required=False))
+    assert request(server, "GET", "/metrics").status == 200
+
+
+def test_response_headers_are_sent_on_every_answer(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints(), FakeSecurity())
+    for method, path, auth in [
+        ("GET", "/metrics", True), ("GET", "/", True), ("GET", "/metrics", False),
+        ("GET", "/-/healthy", False), ("POST", "/zego/callback", False), ("GET", "/nope", True),
+        ("POST", "/metrics", True),
+    ]:
+        headers = {"Authorization": FakeSecurity.GOOD} if auth else {}
+        body = b"{}" if method == "POST" else None
+        answer = request(server, method, path, headers=headers, body=body)
+        assert answer.headers["x-frame-options"] == "deny", (method, path, auth)
+
+
+def test_landing_page_escapes_and_links() -> None:
+    page = landing_page('/m"<x>', [("AppId", "<b>1</b>")])
+    assert 'href="/m&quot;&lt;x&gt;"' in page
+    assert "&lt;b&gt;1&lt;/b&gt;" in page and "<b>1</b>" not in page
+    assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
