@@ -379,3 +379,14 @@ def test_landing_page_escapes_and_links() -> None:
     assert 'href="/m&quot;&lt;x&gt;"' in page
     assert "&lt;b&gt;1&lt;/b&gt;" in page and "<b>1</b>" not in page
     assert 'href="/-/healthy"' in page and 'href="/-/ready"' in page
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("gzip", True), ("gzip, deflate, br", True), ("deflate, GZIP;q=0.5", True),
+     ("gzip;q=0", False), ("identity", False), ("", False), ("x-gzip", True)],
+)
+def test_accept_encoding_is_read_with_its_quality(header: str, expected: bool) -> None:
+    from zego_exporter.web import accepts_gzip
+
+    assert accepts_gzip(header) is expected

@@ -89,6 +89,19 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when the Accept-Encoding header allows gzip (`gzip;q=0` refuses it)."""
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            quality = params.strip().lower().removeprefix("q=").strip()
+            try:
+                return float(quality) > 0 if quality else True
+            except ValueError:
+                return True
+    return False
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -203,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, b"Internal error while rendering metrics; see the exporter's log\n")
             return
         encoding = None
-        if "gzip" in self.headers.get("Accept-Encoding", ""):
+        if accepts_gzip(self.headers.get("Accept-Encoding", "")):
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
             encoding = "gzip"
         self._send(200, body, content_type, head=head, content_encoding=encoding)
