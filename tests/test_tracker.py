@@ -241,3 +241,13 @@ def test_first_round_is_done_when_every_configured_task_was_asked() -> None:
     assert not tracker.first_round_done()
     tracker.record_lookup_failure("b", "timeout")
     assert tracker.first_round_done()
+
+
+def test_a_callback_cannot_reopen_a_task_whose_ending_a_lookup_confirmed() -> None:
+    tracker, _ = make()
+    tracker.set_configured("static", ["a"])
+    drain(tracker)
+    tracker.record_lookup(status("a", 5))
+    assert not tracker.record_callback(status("a", 3))
+    view = tracker.view("a")
+    assert view is not None and view.state == "stopped"

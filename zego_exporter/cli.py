@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -66,8 +67,38 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if seconds < 0:
-        raise click.BadParameter(f"{value!r} is negative")
+        raise click.BadParameter(f"{value!r} is negative: write e.g. 30s, 5m or 0s")
     return seconds
+
+
+def _positive_duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    seconds = _duration(ctx, param, value)
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r} must be longer than 0s: write e.g. 5s")
+    return seconds
+
+
+def _app_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 2**32 - 1:
+        return int(text)
+    # A long value may be the server secret given in the AppId's place: never echo it.
+    shown = repr(value) if len(value) <= 12 else f"a value of {len(value)} characters"
+    raise click.BadParameter(f"{shown} is not an AppId: use your project's AppId from the ZEGO "
+                             "console, a number from 1 to 4294967295")
+
+
+def _qps(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    try:
+        qps = float(value)
+    except ValueError:
+        qps = math.nan
+    if not 0 < qps < math.inf:
+        raise click.BadParameter(f"{value!r} is not a number of requests per second above 0: "
+                                 "write e.g. 10 (ZEGO's limit per AppId) or 2.5")
+    return qps
 
 
 def _task_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
@@ -78,8 +109,7 @@ def _task_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ..
     try:
         return tuple(dict.fromkeys(check_task_id(task_id) for task_id in given))
     except TaskIdError as exc:
-        source = "--task-id" if value else "ZEGO_TASK_IDS"
-        raise click.BadParameter(f"{exc} (in {source})") from None
+        raise click.BadParameter(str(exc) if value else f"{exc} (in ZEGO_TASK_IDS)") from None
 
 
 def _checked_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
@@ -97,8 +127,8 @@ def zego_options(command: F) -> F:
     """The `--zego.*` connection flags, shared by `serve` and `check`."""
     options = [
         click.option("--zego.app-id", "app_id", envvar="ZEGO_APP_ID", show_envvar=True,
-                     type=click.IntRange(1, 2**32 - 1),
-                     help="Your project's AppId (ZEGO console). Required."),
+                     metavar="APPID", callback=_app_id,
+                     help="Your project's AppId (ZEGO console), a number. Required."),
         click.option("--zego.server-secret", "server_secret", envvar="ZEGO_SERVER_SECRET",
                      show_envvar=True, metavar="SECRET",
                      help="The project's ServerSecret. Prefer --zego.server-secret-file: "
@@ -111,12 +141,12 @@ def zego_options(command: F) -> F:
                      default=DEFAULT_API_URL, show_default=True,
                      help="Base URL of the ZEGO Digital Human server API (overseas hosts "
                           "come from ZEGO support)."),
-        click.option("--zego.qps", "qps", envvar="ZEGO_QPS", show_envvar=True, default=10.0,
-                     show_default=True, type=click.FloatRange(0, min_open=True),
+        click.option("--zego.qps", "qps", envvar="ZEGO_QPS", show_envvar=True, default="10",
+                     show_default=True, metavar="QPS", callback=_qps,
                      help="Requests per second allowed for each Action. ZEGO allows 10 per "
                           "AppId; lower it when other programs (or replicas) share the AppId."),
         click.option("--zego.timeout", "timeout", envvar="ZEGO_TIMEOUT", show_envvar=True,
-                     default="5s", show_default=True, callback=_duration,
+                     default="5s", show_default=True, callback=_positive_duration,
                      help="Connect and read timeout of each API call."),
     ]
     for option in reversed(options):
@@ -164,7 +194,8 @@ def _connection(app_id: int | None, server_secret: str | None, server_secret_fil
     if app_id is None:
         raise ConfigError("the AppId is missing: set ZEGO_APP_ID or pass --zego.app-id")
     if not re.match(r"https?://[^/\s]+", api_url):
-        raise ConfigError(f"--zego.api-url {api_url!r} is not an http(s) URL")
+        raise ConfigError(f"--zego.api-url {api_url!r} is not an http(s) URL: write e.g. "
+                          f"{DEFAULT_API_URL}")
     secret = _read_secret(server_secret, server_secret_file, "server secret",
                           "--zego.server-secret", "ZEGO_SERVER_SECRET", required=True)
     assert secret is not None
@@ -211,6 +242,11 @@ def cli() -> None:
 @click.option("--refresh.idle-after", "idle_after", envvar="ZEGO_REFRESH_IDLE_AFTER",
               show_envvar=True, default="10m", show_default=True, callback=_duration,
               help="Pause API calls when nobody has scraped for this long (0: never pause).")
+@click.option("--refresh.callback-interval", "callback_interval",
+              envvar="ZEGO_REFRESH_CALLBACK_INTERVAL", show_envvar=True, default="5m",
+              show_default=True, callback=_positive_duration,
+              help="With callbacks on, tasks they keep up to date are still looked up this "
+                   "often, since ZEGO does not guarantee delivery.")
 @click.option("--tasks.retention", "retention", envvar="ZEGO_TASKS_RETENTION",
               show_envvar=True, default="1h", show_default=True, callback=_duration,
               help="Forget discovered or callback tasks this long after they ended.")
@@ -242,7 +278,11 @@ def serve(**options: Any) -> None:
     config, security = _serve_config(options)
     logsetup.configure(options["log_level"], options["log_format"],
                        secrets=_secrets_of(config.server_secret, config.callback_secret))
-    exporter = Exporter(config, security=security)
+    try:
+        exporter = Exporter(config, security=security)  # binds the listen address
+    except OSError as exc:
+        _fail_runtime(f"cannot listen on {config.listen_address}: {exc.strerror or exc}: "
+                      "check --web.listen-address")
     _run_until_signalled(exporter.start, exporter.stop, "could not start the exporter")
 
 
@@ -276,6 +316,7 @@ def _serve_config(o: dict[str, Any]) -> tuple[ExporterConfig, Callable[[], Secur
     policy = RefreshPolicy(
         interval=o["refresh_interval"], fast_interval=o["fast_interval"],
         discovery_interval=o["discovery_interval"], retention=o["retention"],
+        callback_reconcile=o["callback_interval"],
     )
     config = ExporterConfig(
         app_id=app_id, server_secret=secret, api_url=o["api_url"], qps=o["qps"],
@@ -400,10 +441,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
-        + "  " + line[-1]
+        ("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
+         + "  " + line[-1]).rstrip()
         for line in lines
-    ).rstrip()
+    )
 
 
 @cli.command()
@@ -429,20 +470,32 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option("--qps", default=10, show_default=True, type=click.IntRange(0),
               help="Per-Action rate limit the simulator enforces (0: none).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the task world.")
+@click.option("--callback-url", envvar="ZEGO_SIMULATOR_CALLBACK_URL", show_envvar=True,
+              metavar="URL",
+              help="POST a signed callback here on every task status change, e.g. "
+                   "http://127.0.0.1:9877/zego/callback (needs --callback-secret).")
+@click.option("--callback-secret", envvar="ZEGO_CALLBACK_SECRET", show_envvar=True,
+              metavar="SECRET",
+              help="Secret to sign callbacks with: the exporter's --zego.callback-secret.")
 @log_options
 def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
              arrival_rate: float, time_scale: float, static: bool, showcase: bool, qps: int,
-             seed: int, log_level: str, log_format: str) -> None:
+             seed: int, callback_url: str | None, callback_secret: str | None, log_level: str,
+             log_format: str) -> None:
     """Run the built-in simulated ZEGO API (for demos and tests)."""
     from zego_exporter.simulator import Simulator  # noqa: PLC0415
 
-    logsetup.configure(log_level, log_format, secrets=[server_secret])
+    logsetup.configure(log_level, log_format,
+                       secrets=[server_secret, *([callback_secret] if callback_secret else [])])
     host, port = _listen(listen_address)
     simulator = _build_simulator(
         Simulator.from_options, app_id=app_id, server_secret=Secret(server_secret), host=host,
         port=port, seed=seed, tasks=tasks, arrival_rate=arrival_rate, time_scale=time_scale,
-        static=static, showcase=showcase, qps=qps)
+        static=static, showcase=showcase, qps=qps, callback_url=callback_url,
+        callback_secret=None if callback_secret is None else Secret(callback_secret))
     click.echo(f"simulated ZEGO API at {simulator.url} (AppId {app_id}); Ctrl-C to stop")
+    if callback_url:
+        click.echo(f"  callbacks to {callback_url}")
     _run_until_signalled(simulator.start, simulator.stop, "could not start the simulator")
 
 
@@ -476,22 +529,25 @@ def demo(listen_address: str, seed: int, log_level: str, log_format: str) -> Non
     """The simulated ZEGO API and the exporter in one process: the one-command first run.
 
     About 20 tasks move through every state within seconds; the exporter discovers the
-    running ones and watches a few configured ones. Prints the URLs to open.
+    running ones and watches a few configured ones, and the simulated API sends it a signed
+    callback for every status change. Prints the URLs to open.
     """
     from zego_exporter.simulator import Simulator  # noqa: PLC0415
 
     secret = Secret(os.urandom(16).hex())
-    logsetup.configure(log_level, log_format, secrets=[secret.reveal()])
+    callback_secret = Secret(os.urandom(16).hex())
+    logsetup.configure(log_level, log_format,
+                       secrets=[secret.reveal(), callback_secret.reveal()])
     _listen(listen_address)
     simulator = _build_simulator(
         Simulator.from_options, app_id=DEMO_APP_ID, server_secret=secret, seed=seed, tasks=14,
-        arrival_rate=0.2, time_scale=0.5, showcase=True, qps=10)
+        arrival_rate=0.2, lifecycle="demo", showcase=True, qps=10)
     configured = tuple(task_id for ids in simulator.showcase.values() for task_id in ids)
     config = ExporterConfig(
         app_id=DEMO_APP_ID, server_secret=secret, api_url=simulator.url, task_ids=configured,
-        listen_address=listen_address,
+        listen_address=listen_address, callback_secret=callback_secret,
         policy=RefreshPolicy(interval=10, fast_interval=2, discovery_interval=5,
-                             retention=600),
+                             callback_reconcile=60, retention=600),
         idle_after=None,
     )
     exporter: Exporter | None = None
@@ -502,11 +558,14 @@ def demo(listen_address: str, seed: int, log_level: str, log_format: str) -> Non
         exporter = Exporter(config)
         exporter.start()
         base = exporter.web.url
+        simulator.enable_callbacks(base + config.callback_path, callback_secret)
         click.echo(f"zego-exporter demo: {len(configured)} configured tasks plus discovery "
                    f"against a simulated ZEGO API at {simulator.url}")
         click.echo(f"  metrics:   {base}/metrics")
         click.echo(f"  landing:   {base}/")
         click.echo(f"  readiness: {base}/-/ready")
+        click.echo(f"  callbacks: {base}{config.callback_path} (the simulated API POSTs every "
+                   "task status change there)")
         click.echo("Press Ctrl-C to stop.")
 
     def stop() -> None:

@@ -17,6 +17,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import CollectorRegistry
 
 from zego_exporter import __version__
+from zego_exporter.callback import CallbackReceiver
 from zego_exporter.client import DEFAULT_API_URL, DEFAULT_TIMEOUT, ZegoClient
 from zego_exporter.collector import ZegoCollector
 from zego_exporter.exposition import TextRenderer
@@ -98,6 +99,13 @@ class Exporter:
         self.task_file = (
             TaskFileWatcher(config.task_file, self._file_tasks) if config.task_file else None
         )
+        self.callbacks: CallbackReceiver | None = None
+        handle_callback = None
+        if config.callback_secret is not None:
+            self.callbacks = CallbackReceiver(
+                config.callback_secret, self.tracker, self.instruments.count_callback)
+            handle_callback = self.callbacks.handle
+            self.instruments.enable_callbacks()
         self.web = WebServer(
             config.listen_address,
             Endpoints(
@@ -105,6 +113,8 @@ class Exporter:
                 render_metrics=self.render_metrics,
                 is_ready=lambda: self.refresher.ready,
                 landing_html=self._landing,
+                callback_path=config.callback_path if handle_callback else None,
+                handle_callback=handle_callback,
             ),
             security,
         )
@@ -125,6 +135,12 @@ class Exporter:
             "app_id": self.config.app_id, "tasks": len(self.tracker),
             "discovery": self.config.discovery, "qps": self.config.qps,
         })
+        if self.callbacks is not None:
+            log.info("callback endpoint on: ZEGO technical support sends callbacks to this "
+                     "path at the exporter's public https address", extra={
+                         "path": self.config.callback_path,
+                         "local_url": self.web.url + self.config.callback_path,
+                         "reconcile_seconds": self.config.policy.callback_reconcile})
 
     def stop(self) -> None:
         self.web.stop()
@@ -161,4 +177,8 @@ class Exporter:
             ("Discovery", "on" if config.discovery else "off"),
             ("Budget", f"{config.qps:g} requests/s per Action"),
             ("Ready", "yes" if self.refresher.ready else "not yet"),
+            ("Callbacks", (
+                f"on at POST {config.callback_path}; polled every "
+                f"{config.policy.callback_reconcile:g}s to reconcile"
+                if self.callbacks is not None else "off (no callback secret)")),
         ])

@@ -108,6 +108,7 @@ class _Entry:
 
     __slots__ = (
         "attempts",
+        "callback_time",
         "due",
         "failure_counted",
         "failures",
@@ -136,6 +137,7 @@ class _Entry:
         self.failure_counted = False
         self.terminal_since: float | None = None
         self.listed = False  # in the latest running-task list from discovery
+        self.callback_time: float | None = None  # EventTime of the newest callback applied
 
 
 class Tracker:
@@ -242,14 +244,30 @@ class Tracker:
             self._due_changed.notify_all()
             return left
 
-    def record_callback(self, result: TaskStatus) -> None:
-        """A stream-task status callback (EventType 3): trusted now, confirmed by polling."""
+    def record_callback(self, result: TaskStatus, event_time: float | None = None) -> bool:
+        """A stream-task status callback (EventType 3): trusted now, confirmed by polling.
+
+        `event_time` is when ZEGO says the change happened (its EventTime; None if unknown).
+        Callbacks arrive out of order: one older than the newest already applied to the task
+        changes nothing and returns False. An equal time is applied again (ZEGO's retries).
+        Nor can a callback reopen a task whose ending a lookup has confirmed.
+        """
         with self._lock:
+            entry = self._entries.get(result.task_id)
+            if entry is not None and entry.terminal_since is not None and (
+                    state_of(result.status) not in TERMINAL_STATES):
+                return False  # a lookup confirmed the ending; tasks never come back
+            if (event_time is not None and entry is not None
+                    and entry.callback_time is not None and event_time < entry.callback_time):
+                return False
             now = self._clock()
             entry = self._ensure_locked(result.task_id)
+            if event_time is not None:
+                entry.callback_time = event_time
             entry.sources.add(CALLBACK)
             self._store_locked(entry, result, now, source=CALLBACK)
             self._due_changed.notify_all()
+            return True
 
     def record_api(self, up: bool) -> None:
         """Whether the latest API call got a usable answer (reachable, signature accepted)."""

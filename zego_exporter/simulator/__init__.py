@@ -12,6 +12,11 @@ must never be used to reach the real API.
         ...
         assert sim.stats.peak(accepted_only=True) <= 10
 
+With a callback URL and secret (`Simulator(..., callback_url=..., callback_secret=...)`,
+`enable_callbacks`, or `simulate --callback-url --callback-secret`), a `CallbackSender` also
+POSTs a signed EventType 3 callback for every task status change, lifecycle steps and changes
+by hand alike, retrying as ZEGO does; `CallbackFaults` make it misbehave for tests.
+
 Admin API (JSON, no signature, never counted in the stats), under `<url>/admin/`:
 
     GET    tasks[?status=3&limit=N]     tasks that exist now, with Count and Now
@@ -32,10 +37,19 @@ Admin API (JSON, no signature, never counted in the stats), under `<url>/admin/`
     POST   stats/reset (or DELETE stats)  forget counters and the request log
     GET    requests[?limit=N]           the last N logged requests (default 1000)
     GET    showcase                     TaskIds per state of the showcase tasks
+    GET    callbacks                    callback URL, faults and delivery counters (404: off)
+    POST   callbacks  (or PUT)          replace the callback faults, e.g. {"drop": true}
 """
 
 from __future__ import annotations
 
+from zego_exporter.simulator.callbacks import (
+    RETRY_GAPS,
+    Attempt,
+    CallbackFaults,
+    CallbackSender,
+    DeliveryStats,
+)
 from zego_exporter.simulator.faults import (
     ClockSkew,
     Drop,
@@ -73,12 +87,17 @@ __all__ = [
     "INITIALIZING",
     "INIT_FAILED",
     "LIFECYCLES",
+    "RETRY_GAPS",
     "STOPPED",
     "STOPPING",
     "STREAMING",
     "UNEXPECTED_STATUS",
     "ActionStats",
+    "Attempt",
+    "CallbackFaults",
+    "CallbackSender",
     "ClockSkew",
+    "DeliveryStats",
     "Drop",
     "ErrorCode",
     "Fault",

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from zego_exporter.errors import CODE_OK, CODE_RATE_LIMITED
 from zego_exporter.signing import Secret
 from zego_exporter.simulator.actions import ACTIONS, parse_body
+from zego_exporter.simulator.callbacks import CallbackFaults, CallbackSender
 from zego_exporter.simulator.faults import (
     Decision,
     FaultInjector,
@@ -176,7 +177,9 @@ class Simulator:
 
     `qps` is the per-Action limit (an int for all, or a mapping per Action; 0: no limit).
     `clock` (unix seconds) checks Timestamps and drives a default World; `monotonic`
-    stamps arrivals for the rate limiter and the request log.
+    stamps arrivals for the rate limiter and the request log. With `callback_url` and
+    `callback_secret`, every task status change is also POSTed there as a signed callback
+    (see `enable_callbacks`).
     """
 
     def __init__(
@@ -193,6 +196,8 @@ class Simulator:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         log_size: int = DEFAULT_LOG_SIZE,
+        callback_url: str | None = None,
+        callback_secret: Secret | None = None,
     ) -> None:
         self.app_id = app_id
         self._secret = server_secret
@@ -206,6 +211,11 @@ class Simulator:
         self._state_lock = threading.Lock()
         self._serving = False
         self._thread: threading.Thread | None = None
+        self.callbacks: CallbackSender | None = None
+        if callback_url is not None or callback_secret is not None:
+            if callback_url is None or callback_secret is None:
+                raise ValueError("callbacks need both a callback URL and a callback secret")
+            self.enable_callbacks(callback_url, callback_secret)
         self._httpd = _HttpServer((host, port), self)
 
     @classmethod
@@ -226,6 +236,8 @@ class Simulator:
         qps: int = 10,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
+        callback_url: str | None = None,
+        callback_secret: Secret | None = None,
     ) -> Simulator:
         """A simulator from plain option values (the `simulate` and `demo` commands).
 
@@ -234,8 +246,9 @@ class Simulator:
         `time_scale` multiplies its durations (0.1: ten times faster). `static` means
         `tasks` tasks that stream forever and no arrivals (then `lifecycle`, `time_scale`
         and `arrival_rate` are unused). `showcase` adds one pinned task per state, listed by
-        `showcase`. Binds the port at once; raises ValueError with a message a user can act
-        on for a bad value, OSError when the address cannot be bound.
+        `showcase`. `callback_url` and `callback_secret` turn on callbacks. Binds the port
+        at once; raises ValueError with a message a user can act on for a bad value, OSError
+        when the address cannot be bound.
         """
         if static:
             world = World.static(tasks, seed=seed, clock=clock)
@@ -248,7 +261,8 @@ class Simulator:
         if showcase:
             world.add_showcase()
         return cls(app_id, server_secret, world=world, faults=faults, qps=qps, host=host,
-                   port=port, seed=seed, clock=clock)
+                   port=port, seed=seed, clock=clock, callback_url=callback_url,
+                   callback_secret=callback_secret)
 
     def __repr__(self) -> str:
         return f"Simulator(url={self.url!r}, app_id={self.app_id})"
@@ -284,6 +298,8 @@ class Simulator:
                 target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
                 name=f"zego-simulator-{self.port}", daemon=True)
             self._thread.start()
+            if self.callbacks is not None:
+                self.callbacks.start()
         return self
 
     def serve_forever(self) -> None:
@@ -292,6 +308,8 @@ class Simulator:
             if self._serving or self._stopping.is_set():
                 raise RuntimeError("the simulator is already serving or has been stopped")
             self._serving = True
+            if self.callbacks is not None:
+                self.callbacks.start()
         try:
             self._httpd.serve_forever(poll_interval=_POLL_INTERVAL)
         except KeyboardInterrupt:
@@ -313,6 +331,8 @@ class Simulator:
 
     def _close(self) -> None:
         self._stopping.set()
+        if self.callbacks is not None:
+            self.callbacks.stop()
         self._httpd.close_connections()
         self._httpd.server_close()
 
@@ -336,6 +356,35 @@ class Simulator:
     def reset_stats(self) -> None:
         """Forget counters and the request log (the rate limiter's window stays)."""
         self.stats.reset()
+
+    def enable_callbacks(
+        self,
+        url: str,
+        secret: Secret,
+        *,
+        retry_scale: float = 1.0,
+        timeout: float = 5.0,
+        check_interval: float = 0.1,
+        faults: CallbackFaults | None = None,
+    ) -> CallbackSender:
+        """POST a signed EventType 3 callback to `url` for every task status change.
+
+        Before `start()`, or while serving (then delivering begins at once); replaces any
+        earlier sender. `retry_scale` multiplies ZEGO's retry gaps (2, 4, 8, 16, 32 s), e.g.
+        0.01 for tests. Raises ValueError for a URL that is not http(s) or an empty secret.
+        """
+        sender = CallbackSender(url, secret, self.world, app_id=self.app_id,
+                                retry_scale=retry_scale, timeout=timeout,
+                                check_interval=check_interval, faults=faults)
+        with self._state_lock:
+            if self._stopping.is_set():
+                raise RuntimeError("the simulator has been stopped")
+            previous, self.callbacks = self.callbacks, sender
+            if self._serving:
+                sender.start()
+        if previous is not None:
+            previous.stop()
+        return sender
 
     # -- requests ------------------------------------------------------------------------
 
@@ -481,6 +530,15 @@ class Simulator:
                 for r in self.stats.requests(limit)]}
         if route == ("showcase",) and method == "GET":
             return 200, self.showcase
+        if route == ("callbacks",) and method in {"GET", "POST", "PUT"}:
+            sender = self.callbacks
+            if sender is None:
+                raise _AdminError(404, "callbacks are off: start the simulator with a "
+                                       "callback URL and secret")
+            if method != "GET":
+                sender.faults = CallbackFaults.from_json(doc)
+            return 200, {"URL": sender.url, "Faults": sender.faults.to_json(),
+                         "Stats": sender.stats.to_json()}
         raise _AdminError(404, f"no admin endpoint {method} /admin/{'/'.join(parts)}; see "
                                "the zego_exporter.simulator docstring")
 

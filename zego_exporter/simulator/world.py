@@ -230,6 +230,7 @@ class World:
         self._tasks: dict[str, _Task] = {}
         self._sequence = 0
         self._showcase: dict[str, list[str]] = {}
+        self._listeners: list[Callable[[], None]] = []
         start = clock()
         self._next_prune = start + prune_after
         # Spread initial tasks over the time a task takes to reach streaming, so most
@@ -302,6 +303,26 @@ class World:
         with self._lock:
             return {state: list(ids) for state, ids in self._showcase.items()}
 
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` after every change by hand (add, pin, stop, remove); returns the
+        function that unsubscribes it. Lifecycle steps are not announced: they follow from the
+        schedules, which a watcher reads itself."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _changed(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
     # -- changing ------------------------------------------------------------------------
 
     def add_task(
@@ -339,7 +360,8 @@ class World:
             if stream_id is not None:
                 task.stream_id = stream_id
             self._insert(task)
-            return task.task_id
+        self._changed()
+        return task.task_id
 
     def set_status(self, task_id: str, status: int, fail_reason: str | None = None) -> None:
         """Pin a task to `status` from now on (any integer, even undocumented ones).
@@ -355,6 +377,7 @@ class World:
             if status == INIT_FAILED:
                 task.fail_reason = fail_reason or task.fail_reason or FAIL_REASONS[0]
             task.pinned = True
+        self._changed()
 
     def fail(self, task_id: str, reason: str | None = None) -> None:
         """Pin the task to init_failed (Status 2) with `reason` as its FailReason."""
@@ -381,6 +404,7 @@ class World:
             task.statuses = (current, STOPPING, STOPPED)
             task.gone_at = gone_at
             task.pinned = False
+        self._changed()
 
     def remove(self, task_id: str) -> None:
         """From now on the task answers "task not found" (400000005)."""
@@ -389,6 +413,7 @@ class World:
             task = self._task(task_id)
             task.gone_at = now
             task.pinned = False
+        self._changed()
 
     def add_showcase(self, per_state: int = 1) -> dict[str, list[str]]:
         """Add `per_state` pinned tasks in every state the exporter knows; return their ids.

@@ -1,0 +1,189 @@
+"""The callback endpoint's logic: ZEGO's signed task-status callbacks, straight into the tracker.
+
+`CallbackReceiver.handle` takes the body of a POST to the callback path and returns the HTTP
+status and a small JSON answer. It checks the signature as zego-api.md documents it (SHA-1 of
+the sorted callback secret, Timestamp and Nonce, compared in constant time), reads the few
+fields it needs strictly and ignores every field and EventType it does not know, hands stream
+task status changes (EventType 3) to the tracker at once, and counts each callback by
+EventType and result. It must never do I/O beyond that tracker update (ZEGO waits for the
+answer), never act on a body whose signature does not match, never let an unsigned body choose
+label values, and never log or echo the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from zego_exporter.responses import TaskStatus
+from zego_exporter.signing import Secret, callback_signature, signature_matches
+from zego_exporter.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+EVENT_TASK_STATUS: Final = 3
+"""EventType of stream-task status changes, the only one that changes metrics."""
+DOCUMENTED_EVENT_TYPES: Final = frozenset({3, 4})
+"""The EventTypes an unverified body may name in a label; any other is counted "unknown"."""
+
+ACCEPTED, BAD_SIGNATURE, INVALID, IGNORED = "accepted", "bad_signature", "invalid", "ignored"
+UNKNOWN_EVENT: Final = "unknown"
+
+# Repeat the warning about rejected signatures at most this often (a misconfigured secret,
+# or someone probing the public endpoint, would otherwise fill the log).
+REJECTED_LOG_EVERY = 300.0
+
+
+class _Invalid(Exception):
+    """A field the receiver needs is missing or has the wrong JSON type."""
+
+
+class CallbackReceiver:
+    """Verifies, reads and applies ZEGO callbacks; `handle` is the web layer's callable.
+
+    `count(event_type, result)` is told about every callback (Instruments.count_callback).
+    Thread-safe: the web layer calls `handle` from one thread per connection.
+    """
+
+    def __init__(
+        self,
+        secret: Secret,
+        tracker: Tracker,
+        count: Callable[[str, str], None],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._secret = secret
+        self._tracker = tracker
+        self._count = count
+        self._mono = monotonic
+        self._log_lock = threading.Lock()
+        self._rejected_unlogged = 0
+        self._rejected_logged_at = -math.inf
+
+    def handle(self, body: bytes | None) -> tuple[int, bytes]:
+        """(request body, or None when it was too large to read) -> (HTTP status, JSON body)."""
+        if body is None:
+            return self._answer(UNKNOWN_EVENT, INVALID, 413, "body too large")
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
+            return self._answer(UNKNOWN_EVENT, INVALID, 400, "body is not JSON")
+        if not isinstance(doc, dict):
+            return self._answer(UNKNOWN_EVENT, INVALID, 400, "body is not a JSON object")
+        event_type = _integer(doc.get("EventType"))
+        # Until the signature is checked, anyone may have written the body: only documented
+        # EventTypes become label values, so forged requests cannot create series at will.
+        label = str(event_type) if event_type in DOCUMENTED_EVENT_TYPES else UNKNOWN_EVENT
+        try:
+            signed = self._signature_ok(doc)
+        except _Invalid as exc:
+            return self._answer(label, INVALID, 400, str(exc))
+        if not signed:
+            self._log_rejected()
+            return self._answer(label, BAD_SIGNATURE, 401, "signature missing or wrong")
+
+        if event_type is None:
+            return self._answer(UNKNOWN_EVENT, INVALID, 400, "EventType missing or not an "
+                                                             "integer")
+        label = str(event_type)
+        if event_type != EVENT_TASK_STATUS:
+            return self._answer(label, IGNORED, 200, "EventType not used by this exporter")
+        try:
+            task, event_time = _task_status(doc)
+        except _Invalid as exc:
+            return self._answer(label, INVALID, 400, str(exc))
+        if not self._tracker.record_callback(task, event_time):
+            log.debug("callback older than one already applied: ignored", extra={
+                "task_id": task.task_id, "status": task.status, "event_time": event_time})
+            return self._answer(label, IGNORED, 200, "older than a callback already applied")
+        log.debug("task status from callback", extra={
+            "task_id": task.task_id, "status": task.status, "event_time": event_time})
+        return self._answer(label, ACCEPTED, 200)
+
+    def _signature_ok(self, doc: dict[str, Any]) -> bool:
+        """Whether Signature matches Timestamp and Nonce; _Invalid for values of a wrong type."""
+        given = doc.get("Signature")
+        if given is not None and not isinstance(given, str):
+            raise _Invalid("Signature must be a string")
+        # ZEGO documents both as strings; a number is read as its decimal digits.
+        timestamp = _text(doc.get("Timestamp"), "Timestamp")
+        nonce = _text(doc.get("Nonce"), "Nonce")
+        if not given or timestamp is None or nonce is None:
+            return False
+        return signature_matches(callback_signature(self._secret, timestamp, nonce), given)
+
+    def _answer(self, event_type: str, result: str, status: int,
+                reason: str | None = None) -> tuple[int, bytes]:
+        self._count(event_type, result)
+        answer = {"result": result} if reason is None else {"result": result, "reason": reason}
+        return status, json.dumps(answer, separators=(",", ":")).encode()
+
+    def _log_rejected(self) -> None:
+        with self._log_lock:
+            self._rejected_unlogged += 1
+            now = self._mono()
+            if now - self._rejected_logged_at < REJECTED_LOG_EVERY:
+                return
+            rejected, self._rejected_unlogged = self._rejected_unlogged, 0
+            self._rejected_logged_at = now
+        log.warning(
+            "callback rejected: signature missing or wrong; check that the callback secret "
+            "(--zego.callback-secret-file) is the one in the ZEGO console",
+            extra={"rejected": rejected},
+        )
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    if (number := _integer(value)) is not None:
+        return str(number)
+    raise _Invalid(f"{name} must be a string")
+
+
+def _optional_str(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid(f"{where}{key} must be a string")
+    return value
+
+
+def _task_status(doc: dict[str, Any]) -> tuple[TaskStatus, float | None]:
+    """The TaskStatus and EventTime (ms) of an EventType 3 body; _Invalid if unusable."""
+    task_id = doc.get("TaskId")
+    if not isinstance(task_id, str) or not task_id:
+        raise _Invalid("TaskId must be a non-empty string")
+    detail = doc.get("Detail")
+    if not isinstance(detail, dict):
+        raise _Invalid("Detail must be an object")
+    status = _integer(detail.get("Status"))
+    if status is None:
+        raise _Invalid("Detail.Status must be an integer")
+    event_time = doc.get("EventTime")
+    if event_time is not None and (
+        isinstance(event_time, bool) or not isinstance(event_time, (int, float))
+        or not math.isfinite(event_time)
+    ):
+        raise _Invalid("EventTime must be a number")
+    # Callbacks carry no CreateTime: 0 tells the tracker to keep the one it knows.
+    task = TaskStatus(
+        task_id=task_id,
+        status=status,
+        room_id=_optional_str(detail, "RoomId", "Detail."),
+        stream_id=_optional_str(detail, "StreamId", "Detail."),
+        create_time=0,
+        fail_reason=_optional_str(detail, "FailReason", "Detail."),
+    )
+    return task, None if event_time is None else float(event_time)
