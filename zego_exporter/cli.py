@@ -27,7 +27,7 @@ from zego_exporter.client import DEFAULT_API_URL, ZegoClient
 from zego_exporter.errors import TaskNotFound, ZegoError
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.ratelimit import SlidingWindowLimiter
-from zego_exporter.responses import TaskStatus
+from zego_exporter.responses import TaskStatus, clean_fail_reason
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileError, TaskIdError, check_task_id, split_task_ids
 from zego_exporter.tracker import NOT_FOUND, RefreshPolicy, state_of
@@ -420,7 +420,7 @@ def _row(task: TaskStatus, now: float) -> dict[str, Any]:
             "status": task.status, "state": state_of(task.status),
             "create_time": task.create_time,
             "age_seconds": max(0, int(now) - task.create_time) if task.create_time else None,
-            "fail_reason": task.fail_reason}
+            "fail_reason": clean_fail_reason(task.fail_reason)}
 
 
 def _age(seconds: int | None) -> str:

@@ -29,6 +29,16 @@ class TaskStatus:
     fail_reason: str = ""
 
 
+MAX_FAIL_REASON = 256
+
+
+def clean_fail_reason(reason: str) -> str:
+    """FailReason made safe to show (a label, a terminal): control characters removed, at
+    most 256 characters."""
+    cleaned = "".join(ch for ch in reason if ch.isprintable() or ch == " ")
+    return cleaned[:MAX_FAIL_REASON]
+
+
 def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 

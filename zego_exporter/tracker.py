@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from zego_exporter.responses import TaskStatus
+from zego_exporter.responses import TaskStatus, clean_fail_reason
 
 STATUS_STATES: Final = {
     1: "initializing",
@@ -424,7 +424,7 @@ class Tracker:
             status=result.status,
             state=state,
             create_time=result.create_time or old.create_time,
-            fail_reason=_clean_reason(result.fail_reason) if state == "init_failed" else "",
+            fail_reason=clean_fail_reason(result.fail_reason) if state == "init_failed" else "",
             last_success=now,
             # A callback is not a lookup: it says nothing about whether lookups work.
             lookup_ok=old.lookup_ok if source == CALLBACK else True,
@@ -500,12 +500,3 @@ class Tracker:
 def _with(view: TaskView, *, lookup_ok: bool) -> TaskView:
     return TaskView(view.task_id, view.room_id, view.stream_id, view.status, view.state,
                     view.create_time, view.fail_reason, view.last_success, lookup_ok)
-
-
-_MAX_REASON = 256
-
-
-def _clean_reason(reason: str) -> str:
-    """FailReason as the contract shows it: control characters removed, at most 256 chars."""
-    cleaned = "".join(ch for ch in reason if ch.isprintable() or ch == " ")
-    return cleaned[:_MAX_REASON]
