@@ -476,3 +476,13 @@ def test_console_script_version_and_a_usage_error() -> None:
         ZEGO_SERVER_SECRET=FAKE_SECRET), capture_output=True, text=True, timeout=20, check=False)
     line = assert_one_line_error(error, 2)
     assert line.startswith("zego-exporter check: error: ")
+
+
+@pytest.mark.parametrize(("faults", "says"), [
+    ('{"bogus": 1}', "unknown fault 'bogus'"),
+    ("{nope", "--faults"),
+])
+def test_simulate_rejects_bad_faults_in_one_line(faults: str, says: str) -> None:
+    result = run_cli("simulate", "--listen-address", "127.0.0.1:0", "--faults", faults,
+                     env=dict(os.environ))
+    assert says in assert_one_line_error(result, 2)

@@ -465,6 +465,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option("--time-scale", default=1.0, show_default=True,
               type=click.FloatRange(0, min_open=True),
               help="Lifecycle durations are multiplied by this (0.1: ten times faster).")
+@click.option("--lifecycle", type=click.Choice(["realistic", "demo", "forever"]),
+              default="realistic", show_default=True,
+              help="How tasks live: realistic (minutes), demo (every state within ~15 s), or "
+                   "forever (streaming).")
+@click.option("--faults", "faults_json", envvar="ZEGO_SIMULATOR_FAULTS", show_envvar=True,
+              metavar="JSON",
+              help='Faults to inject from the start, as the admin API takes them, e.g. '
+                   '\'{"latency": {"seconds": 0.2}, "error": {"rate": 0.1, "code": 400010002}}\'.')
 @click.option("--static", is_flag=True, help="Tasks stream forever and none arrive (benchmarks).")
 @click.option("--showcase", is_flag=True, help="Add one task pinned in every state.")
 @click.option("--qps", default=10, show_default=True, type=click.IntRange(0),
@@ -479,11 +487,22 @@ def _table(rows: list[dict[str, Any]]) -> str:
               help="Secret to sign callbacks with: the exporter's --zego.callback-secret.")
 @log_options
 def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
-             arrival_rate: float, time_scale: float, static: bool, showcase: bool, qps: int,
-             seed: int, callback_url: str | None, callback_secret: str | None, log_level: str,
-             log_format: str) -> None:
-    """Run the built-in simulated ZEGO API (for demos and tests)."""
-    from zego_exporter.simulator import Simulator  # noqa: PLC0415
+             arrival_rate: float, time_scale: float, lifecycle: str, faults_json: str | None,
+             static: bool, showcase: bool, qps: int, seed: int, callback_url: str | None,
+             callback_secret: str | None, log_level: str, log_format: str) -> None:
+    """Run the built-in simulated ZEGO API (for demos and tests).
+
+    It listens on loopback by default; its admin API (`/admin/...`: tasks, faults, stats) has
+    no authentication, so do not expose it.
+    """
+    from zego_exporter.simulator import Faults, Simulator  # noqa: PLC0415
+
+    faults = None
+    if faults_json:
+        try:
+            faults = Faults.from_json(json.loads(faults_json))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            raise ConfigError(f"--faults: {exc}") from None
 
     logsetup.configure(log_level, log_format,
                        secrets=[server_secret, *([callback_secret] if callback_secret else [])])
@@ -491,7 +510,8 @@ def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
     simulator = _build_simulator(
         Simulator.from_options, app_id=app_id, server_secret=Secret(server_secret), host=host,
         port=port, seed=seed, tasks=tasks, arrival_rate=arrival_rate, time_scale=time_scale,
-        static=static, showcase=showcase, qps=qps, callback_url=callback_url,
+        lifecycle=lifecycle, faults=faults, static=static, showcase=showcase, qps=qps,
+        callback_url=callback_url,
         callback_secret=None if callback_secret is None else Secret(callback_secret))
     click.echo(f"simulated ZEGO API at {simulator.url} (AppId {app_id}); Ctrl-C to stop")
     if callback_url:
