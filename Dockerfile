@@ -24,10 +24,14 @@ LABEL org.opencontainers.image.title="zego-exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 
+# MALLOC_MMAP_THRESHOLD_: glibc hands large scrape buffers back to the system instead of
+# keeping them (measured: 1.7 -> 1.4 KB per task at rest, scrape time unchanged; README,
+# Performance).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore
+    PIP_ROOT_USER_ACTION=ignore \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 # Every wheel in /wheels is installed: the project and exactly its dependency closure,
 # PyYAML and bcrypt included. A bind mount keeps the wheel files out of the image layers.

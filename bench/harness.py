@@ -3,11 +3,14 @@
 A run starts the simulated ZEGO API on loopback with a fixed world of streaming tasks, points a
 real refresh engine at it, and judges the result where the server counts: the simulator's
 request log (accepted starts, rejections, the busiest one-second window), plus the data age of
-every task sampled from the tracker.
+every task sampled from the tracker (bench.pacing, bench.freshness, tests/test_refresh.py).
+`fill_tracker` instead puts tasks in realistic states straight into a tracker, without an API,
+for the benchmarks that measure what the exporter does with them (bench.scrape, bench.memory).
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 from zego_exporter.client import ZegoClient
 from zego_exporter.ratelimit import SlidingWindowLimiter
 from zego_exporter.refresh import Refresher
-from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, ACTIONS
+from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, ACTIONS, TaskStatus
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import Simulator, World
 from zego_exporter.simulator.faults import Faults, Latency
+from zego_exporter.simulator.world import FAIL_REASONS
 from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
 
 APP_ID = 1234567890
@@ -48,6 +52,8 @@ class PacingResult:
     median_age: float
     worst_age: float
     """Data age over all samples after warm-up (s)."""
+    discovery_interval: float = 15.0
+    """How often discovery listed the running tasks (when it was on)."""
 
     @property
     def bound(self) -> float:
@@ -56,8 +62,9 @@ class PacingResult:
 
     @property
     def expected_worst(self) -> float:
-        """What worst age to expect: the refresh interval or N/Q, whichever is longer."""
-        return max(self.interval, self.bound)
+        """What worst age to expect: with discovery, the discovery interval (every running task
+        is in each list); without, the refresh interval or N/Q, whichever is longer."""
+        return self.discovery_interval if self.discovery else max(self.interval, self.bound)
 
     def lines(self) -> list[str]:
         mode = "discovery on" if self.discovery else "discovery off"
@@ -71,8 +78,10 @@ class PacingResult:
             f"(limit {self.qps:g})",
             f"  warm-up {self.warmup:.1f}s; data age after warm-up: median "
             f"{self.median_age:.1f}s, worst {self.worst_age:.1f}s; N/Q = {self.bound:.1f}s, "
-            f"refresh interval {self.interval:g}s (worst/max of both "
-            f"{self.worst_age / self.expected_worst:.2f})",
+            + (f"discovery interval {self.discovery_interval:g}s (worst/interval "
+               if self.discovery else
+               f"refresh interval {self.interval:g}s (worst/max of both ")
+            + f"{self.worst_age / self.expected_worst:.2f})",
         ]
 
 
@@ -139,4 +148,78 @@ def run_pacing(
         warmup=warmup if warmup is not None else float("inf"),
         median_age=statistics.median(ages) if ages else float("inf"),
         worst_age=max(ages) if ages else float("inf"),
+        discovery_interval=discovery_interval,
     )
+
+
+# -- a tracker filled directly, for the scrape and memory benchmarks ------------------------
+
+# Shares of a realistic tracker (the rest stream): tasks come and go, so a large exporter
+# always holds some starting, failed, ending and ended tasks, and a few lookups fail.
+STATE_MIX: tuple[tuple[int | None, float], ...] = (
+    (1, 0.05),     # initializing
+    (2, 0.05),     # init_failed, with a FailReason
+    (4, 0.02),     # stopping
+    (5, 0.03),     # stopped
+    (None, 0.02),  # not found (400000005)
+)
+LOOKUP_FAILED_SHARE = 0.02
+"""Tasks whose latest lookup failed (their last good data stays)."""
+DISCOVERED_SHARE = 0.2
+"""Tasks named by discovery only; the rest are configured (static)."""
+
+
+def realistic_tasks(tasks: int, *, seed: int = 0,
+                    now: float | None = None) -> list[tuple[TaskStatus | None, str]]:
+    """`tasks` (answer, task_id) pairs as the simulator makes them (128-bit hex TaskIds,
+    room_NNNN, stream_NNNN_xxxx), states in the proportions of STATE_MIX; the answer is None
+    for tasks that answer "not found"."""
+    rng = random.Random(seed)
+    created_before = time.time() if now is None else now
+    out: list[tuple[TaskStatus | None, str]] = []
+    for n in range(1, tasks + 1):
+        task_id = f"{rng.getrandbits(128):032x}"
+        room_id, stream_id = f"room_{n:04d}", f"stream_{n:04d}_{rng.getrandbits(16):04x}"
+        create_time = int(created_before - rng.uniform(5.0, 7200.0))
+        roll = rng.random()
+        status: int | None = 3
+        for candidate, share in STATE_MIX:
+            if roll < share:
+                status = candidate
+                break
+            roll -= share
+        if status is None:
+            out.append((None, task_id))
+            continue
+        reason = FAIL_REASONS[rng.randrange(len(FAIL_REASONS))] if status == 2 else ""
+        out.append((TaskStatus(task_id, status, room_id, stream_id, create_time, reason),
+                    task_id))
+    return out
+
+
+def fill_tracker(tracker: Tracker, tasks: int, *, seed: int = 0,
+                 now: float | None = None) -> None:
+    """Put `tasks` tasks into `tracker` in realistic states, as answers would, without an API:
+    configured ones looked up once (a few failing or not found), discovered ones listed.
+    Called again with the same seed and `now`, it is one more round of the same answers (new
+    objects with equal values, as parsing them again makes)."""
+    made = realistic_tasks(tasks, seed=seed, now=now)
+    rng = random.Random(seed + 1)
+    discovered = [answer for answer, _ in made
+                  if answer is not None and answer.status in (1, 3)
+                  and rng.random() < DISCOVERED_SHARE]
+    listed = {answer.task_id for answer in discovered}
+    tracker.set_configured(STATIC, (task_id for _, task_id in made if task_id not in listed))
+    while tracker.claim_due() is not None:
+        pass
+    for answer, task_id in made:
+        if task_id in listed:
+            continue
+        if answer is None:
+            tracker.record_not_found(task_id)
+            continue
+        tracker.record_lookup(answer)
+        if rng.random() < LOOKUP_FAILED_SHARE:
+            tracker.record_lookup_failure(task_id, "timeout")
+    tracker.record_discovery(discovered)
+    tracker.record_api(True)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require_binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import Counter
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from zego_exporter.collector import ZegoCollector
 from zego_exporter.exposition import TextRenderer
@@ -69,6 +72,12 @@ def reference(collector: ZegoCollector) -> bytes:
     return generate_latest(registry)
 
 
+def reference_openmetrics(collector: ZegoCollector) -> bytes:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return generate_openmetrics(registry)  # type: ignore[no-untyped-call,no-any-return]
+
+
 def test_exposition_matches_the_golden_file() -> None:
     collector = collector_for(fixed_tracker())
     text = TextRenderer(collector).render(collector._snapshot())
@@ -89,6 +98,38 @@ def test_fast_renderer_equals_prometheus_client_for_the_fixed_state() -> None:
     collector = collector_for(fixed_tracker())
     snap = collector._snapshot()
     assert TextRenderer(collector).render(snap) == reference(collector)
+
+
+def test_fast_openmetrics_equals_prometheus_client_for_the_fixed_state() -> None:
+    collector = collector_for(fixed_tracker())
+    snap = collector._snapshot()
+    assert TextRenderer(collector).render_openmetrics(snap) == reference_openmetrics(collector)
+
+
+def test_other_collectors_follow_in_either_format_with_one_eof() -> None:
+    """What the exporter serves: the tracker's families, then its own instruments."""
+    collector = collector_for(fixed_tracker())
+    collector.help["task_state"] = 'State, with a "quoted" \\ help\non two lines.'
+    rest = CollectorRegistry(auto_describe=True)
+    Counter("demo_calls", 'Calls, "quoted".', ("code",), registry=rest).labels("0").inc()
+    both = CollectorRegistry(auto_describe=True)
+    both.register(collector)
+    for metric in rest.collect():
+        both.register(_Fixed(metric))
+    renderer = TextRenderer(collector)
+    snap = collector._snapshot()
+    assert renderer.render(snap, rest) == generate_latest(both)
+    openmetrics = renderer.render_openmetrics(snap, rest)
+    assert openmetrics == generate_openmetrics(both)
+    assert openmetrics.count(b"# EOF") == 1
+
+
+class _Fixed(Collector):
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._metric
 
 
 def test_openmetrics_output_is_valid_and_has_every_family() -> None:
@@ -136,9 +177,11 @@ def test_fast_renderer_equals_prometheus_client_for_any_state(
                                              rng.randrange(1, 2_000_000_000), reason))
     collector = collector_for(tracker)
     renderer = TextRenderer(collector)
-    for _ in range(2):  # the second render runs from the label cache
+    for _ in range(2):  # the same renderer again, later: ages change, nothing else
         clock.now += rng.random() * 100
         assert renderer.render(collector._snapshot()) == reference(collector)
+        assert renderer.render_openmetrics(collector._snapshot()) == reference_openmetrics(
+            collector)
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])

@@ -170,6 +170,32 @@ def test_discovery_refreshes_running_tasks_without_lookups() -> None:
     assert len(tracker._schedule) <= 2 * len(tracker) + 1024  # stale heap items stay bounded
 
 
+def test_tasks_moved_later_keep_one_heap_item_and_fall_due_at_the_new_time() -> None:
+    tracker, clock = make(RefreshPolicy(discovery_interval=15, fast_interval=5, interval=30))
+    running = [status(f"t{i}", 3, f"r{i}", f"s{i}") for i in range(100)]
+    for _ in range(10):
+        tracker.record_discovery(running)
+        clock.now += 15
+        assert drain(tracker) == []
+    assert len(tracker._schedule) == 100  # one item per task, however often it moved
+    clock.now += 19  # 34 s after the last list; the grace is 2 * 15 + 5 = 35 s
+    assert drain(tracker) == []
+    clock.now += 1
+    assert sorted(drain(tracker)) == sorted(t.task_id for t in running)
+
+
+def test_repeated_answers_keep_one_copy_of_their_strings() -> None:
+    tracker, _ = make()
+    tracker.set_configured("static", ["a"])
+    drain(tracker)
+    tracker.record_lookup(status("a", 3, "".join(["room", "1"]), "".join(["s", "1"])))
+    first = tracker.view("a")
+    tracker.record_lookup(status("a", 3, "".join(["room", "1"]), "".join(["s", "1"])))
+    again = tracker.view("a")
+    assert first is not None and again is not None and again is not first
+    assert again.room_id is first.room_id and again.stream_id is first.stream_id
+
+
 def test_tasks_that_leave_the_running_list_get_one_urgent_lookup() -> None:
     tracker, clock = make()
     tracker.set_configured("static", ["old"])
