@@ -208,7 +208,9 @@ def test_two_scrapers_cause_the_same_api_calls_as_one() -> None:
         config = ExporterConfig(
             app_id=APP_ID, server_secret=SECRET, api_url=sim.url,
             task_ids=tuple(t.task_id for t in world.tasks()), discovery=False,
-            listen_address="127.0.0.1:0", idle_after=2.0,
+            # Long enough that neither exporter idles between its scrapes: demand is on for
+            # both, and the only difference left is how often they are scraped.
+            listen_address="127.0.0.1:0", idle_after=30.0,
             policy=RefreshPolicy(interval=1, fast_interval=1, discovery_interval=1),
         )
         exporter = Exporter(config)

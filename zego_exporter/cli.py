@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -37,6 +38,8 @@ log = logging.getLogger("zego_exporter.cli")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+MAX_SECRET_CHARS = 4096
+
 
 class ConfigError(Exception):
     """A flag or environment value that cannot work; shown as one line, exit code 2."""
@@ -51,14 +54,17 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> float:
     """Go-style durations (`30s`, `1m30s`, `500ms`, `1h`) or plain seconds; ValueError if not."""
     text = text.strip()
+    problem = f"{text!r} is not a duration: write e.g. 30s, 5m, 1h30m or 500ms"
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 5m, 1h30m or 500ms")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(problem) from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(seconds):  # float() takes "nan" and "inf"; timers do not
+        raise ValueError(problem)
+    return seconds
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
@@ -172,7 +178,8 @@ def _read_secret(flag_value: str | None, file_value: str | None, what: str, flag
     if file_value:
         try:
             with open(file_value, encoding="utf-8") as handle:
-                text = handle.read().rstrip("\r\n")
+                # Bounded: a path such as /dev/zero must not read on until memory runs out.
+                text = handle.read(MAX_SECRET_CHARS + 1).rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read {what} file {file_value}: "
                               f"{exc.strerror or exc}") from None
@@ -180,6 +187,9 @@ def _read_secret(flag_value: str | None, file_value: str | None, what: str, flag
             raise ConfigError(f"{what} file {file_value} is not UTF-8 text") from None
         if not text.strip():
             raise ConfigError(f"{what} file {file_value} is empty")
+        if len(text) > MAX_SECRET_CHARS:
+            raise ConfigError(f"{what} file {file_value} is longer than {MAX_SECRET_CHARS} "
+                              "characters: it must hold the secret only")
         return Secret(text)
     if flag_value:
         return Secret(flag_value)
@@ -189,11 +199,18 @@ def _read_secret(flag_value: str | None, file_value: str | None, what: str, flag
     return None
 
 
+def _valid_port(url: str) -> bool:
+    try:
+        return urlsplit(url).port != 0
+    except ValueError:  # not a number, or above 65535
+        return False
+
+
 def _connection(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
                 api_url: str) -> tuple[int, Secret]:
     if app_id is None:
         raise ConfigError("the AppId is missing: set ZEGO_APP_ID or pass --zego.app-id")
-    if not re.match(r"https?://[^/\s]+", api_url):
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", api_url) or not _valid_port(api_url):
         raise ConfigError(f"--zego.api-url {api_url!r} is not an http(s) URL: write e.g. "
                           f"{DEFAULT_API_URL}")
     secret = _read_secret(server_secret, server_secret_file, "server secret",

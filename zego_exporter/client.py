@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, TypeVar
 
 import requests
@@ -133,7 +133,13 @@ class ZegoClient:
                         api_down=status != 429,
                     )
                 return self._read_capped(response, action)
-        except requests.RequestException as exc:
+        # Reading the body through urllib3 raises its own exceptions, not requests' wrappers.
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if isinstance(exc, (requests.exceptions.ContentDecodingError,
+                                urllib3.exceptions.DecodeError)):
+                raise InvalidResponse(
+                    f"{action}: answer body cannot be decoded as its Content-Encoding says"
+                ) from None
             if not _is_timeout(exc):
                 raise TransportError(
                     f"{action}: cannot reach {self.api_url} ({_short_reason(exc)}): "
@@ -153,7 +159,7 @@ class ZegoClient:
         give_up_at = self._monotonic() + self._timeout[0] + self._timeout[1]
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(chunk_size=65536):
+        for chunk in _body_pieces(response):
             if self._monotonic() > give_up_at:
                 raise requests.Timeout("answer body arrived too slowly")
             size += len(chunk)
@@ -163,6 +169,21 @@ class ZegoClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _body_pieces(response: requests.Response) -> Iterator[bytes]:
+    """The (decoded) body in pieces of at most 64 KiB, each as soon as it arrives.
+
+    `iter_content` waits until a whole piece has arrived, so a body trickling in a byte at a
+    time (each socket read well within the read timeout) could hold a worker for hours before
+    the caller's total time check ever runs. urllib3 2's `read1` returns after one socket read.
+    """
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:  # urllib3 1.x: no read1; the total time is checked per 64 KiB only
+        yield from response.iter_content(chunk_size=65536)
+        return
+    while piece := read1(65536, decode_content=True):
+        yield piece
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -181,7 +202,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _short_reason(exc: requests.RequestException) -> str:
+def _short_reason(exc: BaseException) -> str:
     """The innermost cause of a connection failure, without URLs or repr noise."""
     cause: BaseException = exc
     for _ in range(8):

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import CollectorRegistry
 
 from zego_exporter import __version__
@@ -23,7 +22,7 @@ from zego_exporter.collector import ZegoCollector
 from zego_exporter.exposition import TextRenderer
 from zego_exporter.instruments import Instruments
 from zego_exporter.ratelimit import SlidingWindowLimiter
-from zego_exporter.refresh import Refresher
+from zego_exporter.refresh import REJECTED_RETRY_SECONDS, Refresher
 from zego_exporter.responses import ACTIONS
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileWatcher
@@ -58,6 +57,10 @@ class ExporterConfig:
     idle_after: float | None = 600.0
     timeout: float = DEFAULT_TIMEOUT
     max_scrape_wait: float = 2.0
+    backoff_cap: float = 30.0
+    """Longest pause after ZEGO pushes back (rate limit, busy, 5xx, timeouts), in seconds."""
+    rejected_retry: float = REJECTED_RETRY_SECONDS
+    """Pause after ZEGO rejects the signature or AppId before probing again, in seconds."""
 
 
 class Exporter:
@@ -78,24 +81,23 @@ class Exporter:
             pool_size=config.workers + 2, observer=self.instruments.observe_api,
         )
         self.tracker = Tracker(config.policy, clock=clock)
-        self.limiters = {action: SlidingWindowLimiter(config.qps) for action in ACTIONS}
+        self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)
+                         for action in ACTIONS}
         self.refresher = Refresher(
             self.client, self.tracker, self.limiters,
             workers=config.workers, discovery=config.discovery, idle_after=config.idle_after,
+            rejected_retry=config.rejected_retry,
         )
         self.collector = ZegoCollector(
             self.tracker.snapshot, dict.fromkeys(ACTIONS, config.qps), config.policy
         )
         self._renderer = TextRenderer(self.collector)
-        # Text format: the collector renders itself fast, then the rest; OpenMetrics: all.
+        # Either format: the collector's families rendered fast, then the rest.
         self._rest = CollectorRegistry(auto_describe=True)
-        self._all = CollectorRegistry(auto_describe=True)
-        self._all.register(self.collector)
-        for registry in (self._rest, self._all):
-            self.instruments.register(registry)
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
+        self.instruments.register(self._rest)
+        ProcessCollector(registry=self._rest)
+        PlatformCollector(registry=self._rest)
+        GCCollector(registry=self._rest)
         self.task_file = (
             TaskFileWatcher(config.task_file, self._file_tasks) if config.task_file else None
         )
@@ -160,7 +162,8 @@ class Exporter:
             self.refresher.wait_for_fresh(wait)
         started = time.perf_counter()
         if "application/openmetrics-text" in accept:
-            body = generate_openmetrics(self._all)  # type: ignore[no-untyped-call]
+            # What Prometheus asks for first.
+            body = self._renderer.render_openmetrics(self.tracker.snapshot(), self._rest)
             content_type = OPENMETRICS_TYPE
         else:
             body = self._renderer.render(self.tracker.snapshot(), self._rest)

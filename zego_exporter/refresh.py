@@ -55,6 +55,7 @@ class Refresher:
         workers: int = 4,
         discovery: bool = True,
         idle_after: float | None = 600.0,
+        rejected_retry: float = REJECTED_RETRY_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
@@ -63,6 +64,7 @@ class Refresher:
         self._workers = workers
         self.discovery = discovery
         self._idle_after = idle_after
+        self._rejected_retry = rejected_retry
         self._mono = monotonic
         self._stop = threading.Event()
         self._demand = threading.Event()
@@ -74,6 +76,8 @@ class Refresher:
         self._problem: str | None = None
         self._problem_logged_at = -PROBLEM_LOG_EVERY
         self._log_lock = threading.Lock()
+        self._looking_up: set[str] = set()  # TaskIds whose lookup is in flight right now
+        self._looking_up_lock = threading.Lock()
 
     # -- lifecycle --
 
@@ -119,12 +123,22 @@ class Refresher:
         return self._ready
 
     def wait_for_fresh(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for lookups in flight and urgent ones to finish; True if done."""
+        """Wait up to `timeout` s for lookups in flight and urgent ones to finish; True if done.
+
+        While backing off past that time no urgent lookup can start, so then only lookups
+        already in flight are waited for.
+        """
         pending = self._tracker.urgent_or_in_flight()
         give_up_at = self._mono() + timeout
+        limiter = self._limiters.get(ACTION_GET_STATUS)
         while pending and not self._tracker.is_settled(pending):
-            if self._mono() >= give_up_at:
+            left = give_up_at - self._mono()
+            if left <= 0:
                 return False
+            if limiter is not None and limiter.paused_until - limiter.now() >= left:
+                with self._looking_up_lock:
+                    if not pending & self._looking_up:
+                        return False
             time.sleep(0.01)
         return True
 
@@ -142,7 +156,13 @@ class Refresher:
                 due_in = self._tracker.next_due_in()
                 self._tracker.wait_for_due(1.0 if due_in is None else min(due_in, 1.0))
                 continue
-            self._lookup(task_id, permit, limiter)
+            with self._looking_up_lock:
+                self._looking_up.add(task_id)
+            try:
+                self._lookup(task_id, permit, limiter)
+            finally:
+                with self._looking_up_lock:
+                    self._looking_up.discard(task_id)
 
     def _lookup(self, task_id: str, permit: Permit, limiter: SlidingWindowLimiter) -> None:
         """One lookup; records exactly one result for the claimed task, whatever happens."""
@@ -249,7 +269,7 @@ class Refresher:
         if exc.code == CODE_SIGNATURE_INVALID or (exc.api_down and not exc.retryable):
             # Nothing will work until the configuration changes: probe slowly, not per task.
             for each in self._limiters.values():
-                each.pause(REJECTED_RETRY_SECONDS)
+                each.pause(self._rejected_retry)
             self._report_problem(exc, logging.ERROR)
         elif exc.retryable and (exc.throttled or exc.api_down):
             pause = limiter.throttled()

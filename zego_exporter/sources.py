@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -88,7 +89,11 @@ def parse_task_file(data: bytes, path: str) -> TaskFile:
 def read_task_file(path: str) -> TaskFile:
     """Read and parse the task file; TaskFileError when it cannot be used at all."""
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking: opening a FIFO that nobody writes to would hang the watcher for good.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # reading a directory fails
+                raise TaskFileError(f"task file {path}: not a regular file")
             data = handle.read(MAX_TASK_FILE_BYTES + 1)
     except OSError as exc:
         raise TaskFileError(f"task file {path}: {exc.strerror or exc}") from None

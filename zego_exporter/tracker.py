@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from zego_exporter.responses import TaskStatus, clean_fail_reason
 
@@ -36,6 +36,9 @@ _FAST_STATES: Final = frozenset({"initializing", "stopping"})
 STATIC, FILE, DISCOVERED, CALLBACK = "static", "file", "discovered", "callback"
 SOURCES: Final = (STATIC, FILE, DISCOVERED, CALLBACK)
 CONFIGURED_SOURCES: Final = frozenset({STATIC, FILE})
+# Per task, the sources that name it are kept as bits of a small int: a set costs 216 bytes.
+_SOURCE_BIT: Final = {source: 1 << n for n, source in enumerate(SOURCES)}
+_CONFIGURED_BITS: Final = _SOURCE_BIT[STATIC] | _SOURCE_BIT[FILE]
 
 # Scheduling priorities: never-fetched tasks and tasks that just left the running list are
 # looked up before tasks that are merely due again.
@@ -117,6 +120,7 @@ class _Entry:
         "last_outcome",
         "listed",
         "priority",
+        "scheduled",
         "seq",
         "sources",
         "terminal_since",
@@ -125,10 +129,11 @@ class _Entry:
 
     def __init__(self, task_id: str) -> None:
         self.view = TaskView(task_id)
-        self.sources: set[str] = set()
+        self.sources = 0  # bits of _SOURCE_BIT
         self.due = -math.inf
         self.priority = _URGENT
         self.seq = 0
+        self.scheduled = False  # its item (due, seq, id) in Tracker._schedule is live
         self.in_flight = False
         self.attempts = 0
         self.last_attempt: float | None = None
@@ -163,12 +168,13 @@ class Tracker:
     def set_configured(self, source: str, task_ids: Iterable[str]) -> None:
         """The full list of TaskIds a configured source (static, file) names now."""
         wanted = dict.fromkeys(task_ids)  # ordered, so output order follows configuration
+        bit = _SOURCE_BIT[source]
         with self._lock:
             for task_id in wanted:
-                self._ensure_locked(task_id).sources.add(source)
+                self._ensure_locked(task_id).sources |= bit
             for task_id, entry in list(self._entries.items()):
-                if source in entry.sources and task_id not in wanted:
-                    entry.sources.discard(source)
+                if entry.sources & bit and task_id not in wanted:
+                    entry.sources &= ~bit
                     if not entry.sources:
                         self._drop_locked(task_id)
             self._due_changed.notify_all()
@@ -232,7 +238,7 @@ class Tracker:
             for result in running:
                 listed_now.add(result.task_id)
                 entry = self._ensure_locked(result.task_id)
-                entry.sources.add(DISCOVERED)
+                entry.sources |= _SOURCE_BIT[DISCOVERED]
                 entry.listed = True
                 self._store_locked(entry, result, now, source=DISCOVERED)
             left = []
@@ -264,7 +270,7 @@ class Tracker:
             entry = self._ensure_locked(result.task_id)
             if event_time is not None:
                 entry.callback_time = event_time
-            entry.sources.add(CALLBACK)
+            entry.sources |= _SOURCE_BIT[CALLBACK]
             self._store_locked(entry, result, now, source=CALLBACK)
             self._due_changed.notify_all()
             return True
@@ -282,6 +288,9 @@ class Tracker:
     def claim_due(self) -> str | None:
         """The most urgent, then stalest, task due now, marked in flight; None if none is due.
 
+        Staleness counts from the last answer or the last attempt, whichever is later: a task
+        whose lookups keep failing would otherwise stay the stalest and, while throttling
+        shrinks the budget, take every turn from the tasks behind it.
         Every claimed task must get exactly one record_* call.
         """
         with self._lock:
@@ -290,10 +299,16 @@ class Tracker:
             while schedule and schedule[0][0] <= now:
                 _, seq, task_id = heapq.heappop(schedule)
                 entry = self._entries.get(task_id)
-                if entry is not None and entry.seq == seq:
-                    last = entry.view.last_success
-                    heapq.heappush(ready, (entry.priority, -math.inf if last is None else last,
-                                           seq, task_id))
+                if entry is not None and entry.seq == seq and entry.due > now:
+                    # Rescheduled later while its item waited here: back in line for that.
+                    entry.scheduled = entry.due != math.inf
+                    if entry.scheduled:
+                        heapq.heappush(schedule, (entry.due, seq, task_id))
+                elif entry is not None and entry.seq == seq:
+                    entry.scheduled = False
+                    touched = max(-math.inf if t is None else t
+                                  for t in (entry.view.last_success, entry.last_attempt))
+                    heapq.heappush(ready, (entry.priority, touched, seq, task_id))
             while ready:
                 _, _, seq, task_id = heapq.heappop(ready)
                 entry = self._entries.get(task_id)
@@ -348,7 +363,7 @@ class Tracker:
         """Every configured task has been asked about at least once."""
         with self._lock:
             return all(e.attempts > 0 for e in self._entries.values()
-                       if e.sources & CONFIGURED_SOURCES)
+                       if e.sources & _CONFIGURED_BITS)
 
     # -- housekeeping --
 
@@ -359,7 +374,7 @@ class Tracker:
             old = [
                 task_id for task_id, e in self._entries.items()
                 if e.terminal_since is not None and e.terminal_since <= cutoff
-                and not e.sources & CONFIGURED_SOURCES and not e.in_flight
+                and not e.sources & _CONFIGURED_BITS and not e.in_flight
             ]
             for task_id in old:
                 self._drop_locked(task_id)
@@ -371,14 +386,15 @@ class Tracker:
         with self._lock:
             now = self._clock()
             tasks = []
-            sources = dict.fromkeys(SOURCES, 0)
+            by_bits: dict[int, int] = {}  # tasks per combination of sources
             backlog = 0
             for entry in self._entries.values():
                 tasks.append(entry.view)
-                for source in entry.sources:
-                    sources[source] += 1
+                by_bits[entry.sources] = by_bits.get(entry.sources, 0) + 1
                 if entry.due <= now and entry.view.state not in TERMINAL_STATES:
                     backlog += 1
+            sources = {source: sum(count for bits, count in by_bits.items() if bits & bit)
+                       for source, bit in _SOURCE_BIT.items()}
             # A zero for every known pair, so increase() sees 0 -> 1 when one of them fails.
             failures = dict.fromkeys(self._pair_tasks, 0)
             failures.pop(_UNKNOWN_PAIR, None)
@@ -419,12 +435,13 @@ class Tracker:
         self._replace_locked(entry, TaskView(
             task_id=old.task_id,
             # Room and stream, once known, are remembered when an answer leaves them out.
-            room_id=result.room_id or old.room_id,
-            stream_id=result.stream_id or old.stream_id,
+            room_id=_kept(result.room_id or old.room_id, old.room_id),
+            stream_id=_kept(result.stream_id or old.stream_id, old.stream_id),
             status=result.status,
             state=state,
-            create_time=result.create_time or old.create_time,
-            fail_reason=clean_fail_reason(result.fail_reason) if state == "init_failed" else "",
+            create_time=_kept(result.create_time or old.create_time, old.create_time),
+            fail_reason=_kept(clean_fail_reason(result.fail_reason), old.fail_reason)
+            if state == "init_failed" else "",
             last_success=now,
             # A callback is not a lookup: it says nothing about whether lookups work.
             lookup_ok=old.lookup_ok if source == CALLBACK else True,
@@ -479,13 +496,19 @@ class Tracker:
             self._failures.pop(pair, None)
 
     def _reschedule_locked(self, entry: _Entry, due: float, priority: int) -> None:
+        later = due >= entry.due
         entry.due = due
         entry.priority = priority
-        entry.seq = next(self._seq)
-        if due != math.inf:
-            heapq.heappush(self._schedule, (due, entry.seq, entry.view.task_id))
-            if due <= self._clock():
-                self._due_changed.notify_all()
+        if not (later and entry.scheduled):
+            # A new item; any other item of the task goes stale. A task moved later keeps its
+            # item instead (claim_due moves it on): each discovery round moves every listed
+            # task later, and a stale item per task and round would cost ~120 bytes each.
+            entry.seq = next(self._seq)
+            entry.scheduled = due != math.inf
+            if entry.scheduled:
+                heapq.heappush(self._schedule, (due, entry.seq, entry.view.task_id))
+        if due <= self._clock():
+            self._due_changed.notify_all()
 
     def _compact_locked(self) -> None:
         """Drop stale heap items once they outnumber live tasks, so memory stays bounded."""
@@ -495,6 +518,16 @@ class Tracker:
                 if (e := self._entries.get(item[2])) is not None and e.seq == item[1]
             ]
             heapq.heapify(self._schedule)
+
+
+_T = TypeVar("_T")
+
+
+def _kept(value: _T, old: _T) -> _T:
+    """`old` when `value` equals it. Every answer brings new copies of the same strings; one
+    object per task, not one per answer, also keeps the renderer's label cache (which holds
+    room and stream to notice changes) from pinning a second copy."""
+    return old if value == old else value
 
 
 def _with(view: TaskView, *, lookup_ok: bool) -> TaskView:

@@ -140,6 +140,7 @@ _HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
 _BCRYPT_HASH: Final = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 # bcrypt reads only the first 72 bytes; Go and htpasswd truncate, the Python package refuses.
 _BCRYPT_MAX_PASSWORD: Final = 72
+_MAX_FILE_BYTES: Final = 4 * 1024 * 1024  # web config, certificates and keys are far smaller
 _AUTH_CACHE_SIZE: Final = 256
 _CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -323,11 +324,14 @@ def load_web_config(path: str) -> WebConfig:
     """
     try:
         with open(path, encoding="utf-8") as file:
-            text = file.read()
+            text = file.read(_MAX_FILE_BYTES + 1)  # bounded: /dev/zero must not eat memory
     except FileNotFoundError:
         raise _error(path, "", "no such file: check --web.config.file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _error(path, "", f"cannot read: {_os_reason(exc)}") from None
+    if len(text) > _MAX_FILE_BYTES:
+        raise _error(path, "", f"larger than {_MAX_FILE_BYTES // 2**20} MiB: check "
+                               "--web.config.file")
     _require_extras(path)
     document = _parse_yaml(path, text)
     if document is None:
@@ -490,11 +494,14 @@ def _cipher_suites(path: str, value: object) -> tuple[str, ...]:
 def _read_file(path: str, key: str, file: str) -> bytes:
     try:
         with open(file, "rb") as handle:
-            return handle.read()
+            data = handle.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise _error(path, key, f'no such file "{file}"') from None
     except OSError as exc:
         raise _error(path, key, f'cannot read "{file}": {_os_reason(exc)}') from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise _error(path, key, f'"{file}" is larger than {_MAX_FILE_BYTES // 2**20} MiB')
+    return data
 
 
 class _EncryptedKey(Exception):
