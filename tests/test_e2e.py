@@ -15,8 +15,6 @@ When a test fails, the logs of the stack it used are added to its report.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -26,12 +24,9 @@ from typing import Any
 import bcrypt
 import pytest
 import requests
+from certs import certificate, new_key, write_certificate, write_key
 from conftest import APP_ID, SECRET_TEXT, require_binary
 from contract_metrics import queryable_names
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2e_stack import (
     JOB,
     SHIPPED_ALERTS,
@@ -359,52 +354,16 @@ class Pki:
     key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
-                 issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False,
-        ), critical=True)
-    else:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False,
-        ).add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA and a server certificate for 127.0.0.1 signed by it."""
     directory = tmp_path_factory.mktemp("e2e-pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    pem = serialization.Encoding.PEM
+    ca_key, server_key = new_key(), new_key()
     pki = Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
-    pki.ca.write_bytes(_certificate("e2e-ca", ca_key, "e2e-ca", ca_key, ca=True).public_bytes(pem))
-    pki.cert.write_bytes(
-        _certificate("127.0.0.1", server_key, "e2e-ca", ca_key, ca=False).public_bytes(pem))
-    pki.key.write_bytes(server_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    pki.key.chmod(0o600)
+    write_certificate(pki.ca, certificate("e2e-ca", ca_key, "e2e-ca", ca_key, ca=True))
+    write_certificate(pki.cert, certificate("127.0.0.1", server_key, "e2e-ca", ca_key,
+                                            server=True))
+    write_key(pki.key, server_key)
     return pki
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
-import ipaddress
 import logging
 import os
 import shutil
@@ -20,10 +18,11 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from certs import certificate, write_key
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from zego_exporter.webconfig import (
     INSTALL_HINT,
@@ -57,87 +56,26 @@ class Pki:
     broken_crt: Path  # has the PEM markers, but not a certificate inside
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, password: bytes | None = None) -> None:
-    encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
-    if password:
-        encryption = serialization.BestAvailableEncryption(password)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    )
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    else:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("pki")
 
     def issue(name: str, issuer: str, issuer_key: ec.EllipticCurvePrivateKey, **kind: bool) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        certificate = _certificate(name, key, issuer, issuer_key, **kind)
-        pem = certificate.public_bytes(serialization.Encoding.PEM)
+        cert = certificate(name, key, issuer, issuer_key, **kind)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
         (directory / f"{name}.crt").write_bytes(pem)
-        _write_key(directory / f"{name}.key", key)
+        write_key(directory / f"{name}.key", key)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_certificate = _certificate("test-ca", ca_key, "test-ca", ca_key, ca=True)
+    ca_certificate = certificate("test-ca", ca_key, "test-ca", ca_key, ca=True)
     (directory / "ca.crt").write_bytes(ca_certificate.public_bytes(serialization.Encoding.PEM))
     rogue_ca_key = ec.generate_private_key(ec.SECP256R1())
     issue("server", "test-ca", ca_key, server=True)
     issue("server2", "test-ca", ca_key, server=True)
     issue("client", "test-ca", ca_key)
     issue("rogue-client", "rogue-ca", rogue_ca_key)
-    _write_key(directory / "encrypted.key", ec.generate_private_key(ec.SECP256R1()), b"secret")
+    write_key(directory / "encrypted.key", ec.generate_private_key(ec.SECP256R1()), b"secret")
     (directory / "junk.pem").write_text("not a pem file\n")
     (directory / "broken.crt").write_text(
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
