@@ -13,7 +13,6 @@ import http.client
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import APP_ID, SECRET_TEXT, require_binary
 from contract_metrics import CONTRACT_METRICS
+from e2e_stack import free_port
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -41,12 +41,6 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0; charset=utf-8
 
 
 # -- shared helpers --------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 def clean_env(**values: str) -> dict[str, str]:
     """The test's environment without any ZEGO_* variable, plus `values`."""
