@@ -277,3 +277,15 @@ def test_a_callback_cannot_reopen_a_task_whose_ending_a_lookup_confirmed() -> No
     assert not tracker.record_callback(status("a", 3))
     view = tracker.view("a")
     assert view is not None and view.state == "stopped"
+
+
+def test_a_configured_task_listed_by_discovery_counts_as_asked() -> None:
+    """Discovery keeps a running task's lookup away: readiness must not wait for it."""
+    tracker, clock = make(RefreshPolicy(discovery_interval=1, fast_interval=1))
+    tracker.set_configured("static", ["running"])
+    tracker.record_discovery([status("running", 3)])
+    for _ in range(10):  # discovery every second keeps pushing the lookup back
+        clock.now += 1
+        tracker.record_discovery([status("running", 3)])
+        assert tracker.claim_due() is None
+    assert tracker.first_round_done()

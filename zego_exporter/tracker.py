@@ -360,10 +360,11 @@ class Tracker:
             return True
 
     def first_round_done(self) -> bool:
-        """Every configured task has been asked about at least once."""
+        """Every configured task has been asked about at least once, by its own lookup or by
+        a running list that named it (which then spares it the lookup for a while)."""
         with self._lock:
-            return all(e.attempts > 0 for e in self._entries.values()
-                       if e.sources & _CONFIGURED_BITS)
+            return all(e.attempts > 0 or e.view.last_success is not None
+                       for e in self._entries.values() if e.sources & _CONFIGURED_BITS)
 
     # -- housekeeping --
 
