@@ -245,6 +245,15 @@ def test_numbers_for_timestamp_and_nonce_are_read_as_their_digits() -> None:
     assert counts == {("3", "accepted"): 1}
 
 
+@pytest.mark.parametrize("timestamp", ["1750000000", "1750000000123"])
+def test_the_timestamp_is_verified_as_text_in_seconds_or_milliseconds(timestamp: str) -> None:
+    """zego-api.md section 7.5: the docs changed Timestamp to milliseconds but their examples
+    still show seconds. It is signed as the text it is; no freshness window is applied."""
+    handle, _, counts = receiver()
+    assert handle.handle(body_of(status_event("t1", 3), timestamp=timestamp))[0] == 200
+    assert counts == {("3", "accepted"): 1}
+
+
 def test_a_callback_keeps_the_create_time_a_lookup_found() -> None:
     handle, tracker, _ = receiver()
     tracker.set_configured("static", ["t1"])

@@ -9,9 +9,11 @@ lists which test covers which reading). Wall-clock time is real here, kept to se
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,17 +108,19 @@ def poll(exporter: Exporter, condition: Callable[[list[Sample]], bool], timeout:
 
 # -- 1. an empty running list read as an outage --------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "empty", "numbers"), [
-    *(("simulator", empty, "int") for empty in ("null_data", "no_data", "null_list",
-                                                "empty_list")),
-    ("standin", "null_data", "string"), ("standin", "no_data", "float"),
-    ("standin", "null_list", "int"), ("standin", "empty_list", "string"),
+@pytest.mark.parametrize(("kind", "empty", "numbers", "request_id"), [
+    *(("simulator", empty, "int", True) for empty in ("null_data", "no_data", "null_list",
+                                                      "empty_list")),
+    ("standin", "null_data", "string", True), ("standin", "no_data", "float", False),
+    ("standin", "null_list", "int", False), ("standin", "empty_list", "string", True),
 ])
-def test_an_empty_running_list_in_any_form_is_not_an_outage(kind: str, empty: str,
-                                                            numbers: str) -> None:
+def test_an_empty_running_list_in_any_form_is_not_an_outage(
+    kind: str, empty: str, numbers: str, request_id: bool,
+) -> None:
     """Observed: `zego_digital_human_up` went to 0 (and ZegoDigitalHumanApiDown would have
-    paged) when QueryDigitalHumanStreamTasks answered an empty list as `"Data": null`."""
-    reading = StandInReading(empty=empty, numbers=numbers)
+    paged) when QueryDigitalHumanStreamTasks answered an empty list as `"Data": null`. Some
+    cases leave RequestId out, as the calling-methods page's common return fields do."""
+    reading = StandInReading(empty=empty, numbers=numbers, request_id=request_id)
     api = (simulator_for(reading) if kind == "simulator"
            else StandIn(APP_ID, SECRET_TEXT, reading))
     with api, running_exporter(api.url) as exporter:
@@ -312,3 +316,27 @@ def test_numbers_written_as_floats_or_strings_reach_the_metrics(numbers: str) ->
     assert value(found, "zego_digital_human_task_status", task_id=failed) == 2
     assert value(found, "zego_digital_human_up") == 1
     assert lookups and all(r.action == GET_STATUS for r in lookups)
+
+
+# -- the docs page that lists the readings names real tests ---------------------------------------
+
+def test_the_docs_page_on_zegos_api_names_only_tests_that_exist() -> None:
+    page = Path(__file__).parent.parent / "docs" / "zego-api.md"
+    text = page.read_text()
+    named: list[tuple[str, str]] = []
+    current = ""
+    for match in re.finditer(r"`((?:test|bench)[\w/]*\.py)?(?:::(\w+))?", text):
+        module, test = match.groups()
+        current = module or current
+        if test:
+            named.append((current, test))
+        elif module:
+            path = page.parent.parent / ("" if "/" in module else "tests") / module
+            assert path.exists(), module
+    assert len(named) >= 30
+    for module, test in named:
+        source = (Path(__file__).parent / module).read_text()
+        assert re.search(rf"^(def {test}\(|{test} = )", source, re.MULTILINE), (module, test)
+    section = text.split("## Open questions and how we handle both readings")[1]
+    assert [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, re.MULTILINE)] == list(
+        range(1, 11))  # every item of the notes' section 7, in order

@@ -15,7 +15,7 @@ Example output (text format, abridged)::
     # HELP zego_digital_human_task_failures_total Tasks seen entering init_failed, ...
     # TYPE zego_digital_human_task_failures_total counter
     zego_digital_human_task_failures_total{room_id="room_1",stream_id="s_1"} 0.0
-    # HELP zego_digital_human_up 1 if the latest ZEGO API call got a usable answer ...
+    # HELP zego_digital_human_up 1 if the exporter's latest ZEGO API call (of either Action) got ...
     # TYPE zego_digital_human_up gauge
     zego_digital_human_up 1.0
 """
@@ -53,10 +53,16 @@ def help_texts(policy: RefreshPolicy) -> dict[str, str]:
         "zego_digital_human_refresh_backlog > 0."
     )
     return {
-        "task_status": "Raw Status code from ZEGO (1 initializing, 2 init_failed, 3 streaming, "
-        f"4 stopping, 5 stopped); absent while not_found. {cached}",
-        "task_state": "Current state of the task: 1 for the current state, 0 for each other "
-        f"(unknown until the first answer). {cached}",
+        "task_status": "Status code from ZEGO (1 initializing, 2 init_failed, 3 streaming, "
+        "4 stopping, 5 stopped; 5 also when the exporter concluded the task stopped, see "
+        f"task_state); absent while not_found. {cached}",
+        "task_state": "Current state of the task: 1 for the current state, 0 for each other. "
+        "initializing, init_failed, streaming, stopping: ZEGO's Status 1-4. stopped: Status 5 "
+        "(from a callback), or a task seen running that ZEGO no longer knows (ZEGO describes "
+        "task status for running tasks only, so an ended task answers 'task not found'). "
+        "A known init_failed or stopped stays so, fail_reason and all. not_found: ZEGO "
+        "answers 'task not found' and the exporter never saw the task (a wrong TaskId, another "
+        f"AppId or region). unknown: any other Status, or no answer yet. {cached}",
         "task_age_seconds": "Seconds since the task was created (scrape time minus ZEGO's "
         f"CreateTime, computed at scrape time from a cached CreateTime). {cached}",
         "task_created_timestamp_seconds": f"ZEGO's CreateTime of the task (unix seconds). {cached}",
@@ -66,12 +72,18 @@ def help_texts(policy: RefreshPolicy) -> dict[str, str]:
         "successfully (lookup, running-task list or callback; unix seconds).",
         "task_lookup_success": "1 if the last lookup of this task got an answer (not_found "
         "counts as an answer), 0 if it failed. Updated with every lookup.",
-        "task_failures": "Tasks seen entering init_failed, each task counted once (also when "
-        "first seen already failed); 0 for every known room and stream without failures. "
+        "task_failures": "Tasks seen entering init_failed, each task counted once whether a "
+        "callback, a lookup or the running list told first (also when first seen already "
+        "failed); 0 for every known room and stream without failures. "
         f"Series are kept while a tracked task has the pair (retention {_seconds(policy.retention)}"
         " after it ended).",
-        "up": "1 if the latest ZEGO API call got a usable answer (reachable, signature "
-        "accepted), 0 otherwise. Updated with every API call.",
+        "up": "1 if the exporter's latest ZEGO API call (of either Action) got an answer in "
+        "ZEGO's envelope that was not a gateway, credential or system failure: Code 0, or a "
+        "task's or Action's own code such as 400000005 (task not found), 400010001 (Action not "
+        "enabled for the AppId) or 400010009 (rate limited). 0 if it got no usable answer "
+        "(connection error, timeout, HTTP error or body without ZEGO's envelope) or ZEGO "
+        "refused the AppId or signature (1000000xx) or failed (400010000). Updated with every "
+        "API call.",
         "rate_limit_qps": "Configured budget of ZEGO API requests per second for each Action.",
         "tracked_tasks": "Tasks tracked, by the source that named them (a task named by several "
         "sources counts under each). Updated as sources change.",
