@@ -124,7 +124,7 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
         name = rule["alert"]
         assert rule.get("labels", {}).get("severity") in SEVERITIES, name
         annotations = rule.get("annotations", {})
-        assert set(annotations) == {"summary", "description", "runbook_url"}, name
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}, name
         assert annotations["summary"].strip(), name
         assert re.search(r"\$labels\.|\$value", annotations["description"]), (
             f"{name}: the description should say which task or instance, and how bad"
