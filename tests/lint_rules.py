@@ -129,18 +129,17 @@ def is_scalar(node: Node) -> bool:
     return False
 
 
-def counters() -> frozenset[str]:
-    """Series names whose values only go up: the contract's counters and histogram series."""
-    return frozenset(
-        name for name, metric in queryable_names().items()
-        if metric.type in {"counter", "histogram"} and not name.endswith("_sum")
-    )
+# Series whose values only go up: the contract's counters and its histogram's buckets and count.
+COUNTERS = frozenset(
+    name for name, metric in queryable_names().items()
+    if metric.type in {"counter", "histogram"} and not name.endswith("_sum")
+)
 
 
 def is_counter(name: str | None) -> bool:
     # dashboard-linter's test is the `_total` suffix; pint asks Prometheus' metadata, for which
     # the contract stands in.
-    return bool(name) and (str(name).endswith("_total") or name in counters())
+    return bool(name) and (str(name).endswith("_total") or name in COUNTERS)
 
 
 def first_sight_term(path: NodePath, node: Node) -> bool:
@@ -292,6 +291,22 @@ def _binary_labels(node: promql.BinaryExpr) -> frozenset[str] | None:
     if matching.type == promql.LabelModifierType.Include:
         return lhs & frozenset(matching.labels)
     return lhs - frozenset(matching.labels)
+
+
+_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
+                       r"(?:(\d+)ms)?")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def prometheus_duration(text: str) -> timedelta:
+    """A duration as Prometheus' configuration reads it (`1h15m`, `30s`, `0s`)."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ValueError(f"not a Prometheus duration: {text!r} (like 30s, 5m, 1h15m)")
+    return timedelta(seconds=sum(
+        int(count) * unit for count, unit in zip(match.groups(), _DURATION_UNITS, strict=True)
+        if count
+    ))
 
 
 # --- the files -----------------------------------------------------------------------------
@@ -870,22 +885,6 @@ def alert_nan(files: AlertFiles) -> Problems:
 
 def has_aggregation(node: Node) -> bool:
     return any(isinstance(found, promql.AggregateExpr) for found, _ in walk(node))
-
-
-_DURATION = re.compile(r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?"
-                       r"(?:(\d+)ms)?")
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
-
-
-def prometheus_duration(text: str) -> timedelta:
-    """A duration as Prometheus' configuration reads it (`1h15m`, `30s`, `0s`)."""
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        raise ValueError(f"not a Prometheus duration: {text!r} (like 30s, 5m, 1h15m)")
-    return timedelta(seconds=sum(
-        int(count) * unit for count, unit in zip(match.groups(), _DURATION_UNITS, strict=True)
-        if count
-    ))
 
 
 def duration(rule: Json, field: str = "for") -> timedelta:
