@@ -20,7 +20,7 @@ import pytest
 from conftest import APP_ID, SECRET_TEXT
 from standin import FAILED, GET_STATUS, QUERY, STOPPED, StandIn, callback_body
 from standin import Reading as StandInReading
-from test_serve import Sample, fetch, samples
+from test_serve import Sample, fetch, samples, wait_until
 
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.signing import Secret
@@ -95,15 +95,16 @@ def state(found: list[Sample], task_id: str) -> str | None:
 
 def poll(exporter: Exporter, condition: Callable[[list[Sample]], bool], timeout: float,
          what: str) -> list[Sample]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Scrape until `condition` holds; the last scrape."""
+    found: list[Sample] = []
+
+    def holds() -> bool:
+        nonlocal found
         found = scrape(exporter)
-        if condition(found):
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}: "
-                                 f"calls {codes(found)}")
-        time.sleep(0.05)
+        return condition(found)
+
+    wait_until(holds, timeout, what)
+    return found
 
 
 # -- 1. an empty running list read as an outage --------------------------------------------------

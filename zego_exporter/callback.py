@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from zego_exporter.responses import TaskStatus, json_integer
+from zego_exporter.responses import TaskStatus, json_integer, optional_text
 from zego_exporter.signing import Secret, callback_signature, signature_matches
 from zego_exporter.tracker import Tracker
 
@@ -168,12 +168,10 @@ def _text(value: object, name: str) -> str | None:
 
 
 def _optional_str(obj: dict[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
+    text = optional_text(obj, key)
+    if text is None:
         raise _Invalid(f"{where}{key} must be a string")
-    return value
+    return text
 
 
 def _task_status(doc: dict[str, Any]) -> tuple[TaskStatus, float | None]:

@@ -91,14 +91,21 @@ def _number(obj: dict[str, Any], key: str, where: str) -> int:
     return number
 
 
-def _text(obj: dict[str, Any], key: str, where: str) -> str:
-    """An optional string field: "" when missing or null."""
+def optional_text(obj: dict[str, Any], key: str) -> str | None:
+    """An optional string field of ZEGO's JSON: "" when missing or null, None when it holds
+    anything but a string (the caller says how that is refused)."""
     value = obj.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str):
-        raise InvalidResponse(f"{where}: field {key} should be str, got {_type_name(value)}")
-    return value
+    return value if isinstance(value, str) else None
+
+
+def _text(obj: dict[str, Any], key: str, where: str) -> str:
+    text = optional_text(obj, key)
+    if text is None:
+        raise InvalidResponse(f"{where}: field {key} should be str, got "
+                              f"{_type_name(obj[key])}")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
