@@ -20,13 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from conftest import APP_ID, IN_CI, SECRET_TEXT
 from test_serve import clean_env, exporter_process, fetch, free_port, samples, showcase_simulator
 
 from zego_exporter import __version__
+from zego_exporter.cli import cli
 from zego_exporter.signing import Secret
-from zego_exporter.simulator import ErrorCode, ErrorStatus, Faults, Simulator, World
+from zego_exporter.simulator import (
+    ENDED_TASKS,
+    ErrorCode,
+    ErrorStatus,
+    Faults,
+    Simulator,
+    World,
+)
 
 # Distinctive values: finding them in any output means a secret leaked.
 FAKE_SECRET = "fake-Secret-9f8e7d6c5b4a"
@@ -536,6 +545,9 @@ def test_simulate_takes_the_older_reading_of_ended_tasks_as_an_option() -> None:
     assert "--ended-tasks" in assert_one_line_error(result, 2)
     help_text = run_cli("simulate", "--help", env=dict(os.environ)).stdout
     assert "not-found" in help_text and "status-5" in help_text
+    [option] = [p for p in cli.commands["simulate"].params if p.name == "ended_tasks"]
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == ENDED_TASKS
     sim = Simulator.from_options(app_id=APP_ID, server_secret=Secret(SECRET_TEXT),
                                  ended_tasks="status-5", showcase=True, showcase_stop_after=0)
     try:

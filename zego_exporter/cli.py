@@ -533,6 +533,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
                    '(errors inside 4xx/5xx), \'{"empty_list": {"form": "null_data"}}\', '
                    '\'{"error": {"code": 400010001, "action": '
                    '"QueryDigitalHumanStreamTasks"}}\' (an Action denied).')
+# The simulator's ENDED_TASKS, written out so that `serve` never loads the simulator (a test
+# holds the two equal).
 @click.option("--ended-tasks", type=click.Choice(["not-found", "status-5"]),
               default="not-found", show_default=True, envvar="ZEGO_SIMULATOR_ENDED_TASKS",
               show_envvar=True,

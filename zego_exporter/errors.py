@@ -152,7 +152,6 @@ class ApiError(ZegoError):
             code=code,
             request_id=request_id,
         )
-        self.action = action
         self.zego_message = zego_message
 
 
