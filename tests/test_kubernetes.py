@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -383,3 +384,60 @@ def test_the_checks_above_catch_a_typo(base: list[Doc]) -> None:
     with pytest.raises(AssertionError):
         test_service_monitor_structure([*(d for d in base if d["kind"] != "ServiceMonitor"),
                                         monitor])
+
+
+# --- the docs describe these files, not copies of them ----------------------------------
+
+DOCS_PAGE = ROOT / "docs" / "kubernetes.md"
+REPOSITORY_URL = "https://github.com/zego-exporter/zego-exporter//"
+YAML_BLOCK = re.compile(r"^ *```yaml\n(.*?)^ *```", re.MULTILINE | re.DOTALL)
+
+
+def test_docs_link_every_file_of_the_base() -> None:
+    page = DOCS_PAGE.read_text()
+    for path in sorted(BASE.iterdir()):
+        if path.name == "__pycache__":
+            continue
+        target = f"../deploy/kubernetes/{path.name}{'/' if path.is_dir() else ''}"
+        if path.is_dir():
+            for component in sorted(path.iterdir()):
+                assert f"]({target}{component.name}/)" in page, component
+        else:
+            assert f"]({target})" in page, path
+
+
+def test_docs_state_the_sizing_the_deployment_uses(container: Doc) -> None:
+    page = DOCS_PAGE.read_text()
+    resources = container["resources"]
+    assert f"**{SIZED_FOR_TASKS:,} tracked tasks**" in page
+    assert f"`{resources['requests']['memory']}`" in page
+    assert f"`{resources['limits']['memory']}`" in page
+
+
+def test_the_docs_overlay_renders(tmp_path: Path) -> None:
+    """The install example, with the repository URL pointed at this checkout."""
+    blocks = [textwrap.dedent(block) for block in YAML_BLOCK.findall(DOCS_PAGE.read_text())
+              if "kind: Kustomization" in block]
+    assert len(blocks) == 1, "expected one overlay example in docs/kubernetes.md"
+    relative = os.path.relpath(ROOT, tmp_path) + "/"
+    local = re.sub(r"\?ref=\S+", "", blocks[0].replace(REPOSITORY_URL, relative))
+    (tmp_path / "kustomization.yaml").write_text(local)
+    docs = kustomize(tmp_path)
+
+    assert {doc["metadata"].get("namespace") for doc in docs} == {"monitoring"}
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        f"registry.example.com/zego-exporter:{__version__}")
+    assert one(docs, "PersistentVolumeClaim")
+
+
+def test_every_component_the_docs_name_exists() -> None:
+    named = re.findall(rf"{re.escape(REPOSITORY_URL)}(\S+?)\?ref=", DOCS_PAGE.read_text())
+    assert named
+    for path in named:
+        assert (ROOT / path / "kustomization.yaml").is_file(), path
+
+
+def test_docker_page_names_the_storage_path_the_image_sets() -> None:
+    page = (ROOT / "docs" / "docker.md").read_text()
+    assert f"ZEGO_STORAGE_PATH={dockerfile_env('ZEGO_STORAGE_PATH')}" in page
+    assert "Python 3.11" in page and "not the real base" in page
