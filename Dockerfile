@@ -31,16 +31,17 @@ LABEL org.opencontainers.image.title="zego-exporter" \
       org.opencontainers.image.version="${VERSION}"
 
 # MALLOC_MMAP_THRESHOLD_: glibc hands large scrape buffers back to the system instead of
-# keeping them (measured: 1.7 -> 1.4 KB per task at rest, scrape time unchanged; README,
-# Performance).
+# keeping them (measured: 1.7 -> 1.4 KB per task at rest, scrape time unchanged;
+# docs/performance.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_MMAP_THRESHOLD_=131072 \
     PATH="/opt/zego-exporter/bin:$PATH" \
     ZEGO_STORAGE_PATH=/var/lib/zego-exporter/zego-exporter.db
 
-# COPY --from rather than a RUN --mount from the build stage: buildah 1.28 (Debian 12) fails
-# such a mount when the stage comes from its layer cache.
+# COPY --from rather than a RUN --mount from the build stage: any builder does it (no BuildKit
+# needed), and buildah 1.28 (Debian 12, CI) fails such a mount when the stage comes from its
+# layer cache.
 COPY --from=build /opt/zego-exporter /opt/zego-exporter
 
 # --storage.path (ZEGO_STORAGE_PATH above): the SQLite file lives in this directory, owned by

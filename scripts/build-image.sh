@@ -60,7 +60,7 @@ build_stand_in() {
   started=$SECONDS
   debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
     bookworm "$root" "$mirror" >"$root.log" 2>&1 \
-    || { tail -20 "$root.log" >&2; echo "debootstrap failed: see $root.log" >&2; return 1; }
+    || { tail -40 "$root.log" >&2; echo "debootstrap failed (its log above)" >&2; return 1; }
   echo "== debootstrap took $((SECONDS - started)) s"
   python_version="$(chroot "$root" python3 --version)"
 
