@@ -9,11 +9,9 @@ import os
 import shutil
 import ssl
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import bcrypt
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
     INSTALL_HINT,
     WebConfig,
@@ -588,37 +587,26 @@ def rotate(new_cert: Path, new_key: Path, cert: Path, key: Path) -> None:
 # Real HTTPS on loopback
 
 
-class _OkHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # refused handshakes are what some tests want
-
-
 @contextmanager
-def https_server(context: ssl.SSLContext) -> Iterator[int]:
-    server = _QuietServer(("127.0.0.1", 0), _OkHandler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+def https_server(security: Callable[[], WebConfig]) -> Iterator[int]:
+    """The exporter's own web server on loopback, wrapping each connection as production does:
+    with `security().ssl_context()` at the time it is accepted."""
+    endpoints = Endpoints(
+        telemetry_path="/metrics",
+        render_metrics=lambda accept, timeout: (b"", "text/plain"),
+        is_ready=lambda: True,
+        landing_html=lambda: "ok\n",
+    )
+    server = WebServer("127.0.0.1:0", endpoints, security)
+    server.start()
     try:
-        yield server.server_address[1]
+        yield server.port
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.stop()
+
+
+def fixed(config: WebConfig) -> Callable[[], WebConfig]:
+    return lambda: config
 
 
 def client_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -634,7 +622,7 @@ def fetch(port: int, context: ssl.SSLContext) -> tuple[int, str]:
     try:
         connection.request("GET", "/")
         assert isinstance(connection.sock, ssl.SSLSocket)
-        der = connection.sock.getpeercert(binary_form=True)  # before the HTTP/1.0 server closes
+        der = connection.sock.getpeercert(binary_form=True)
         response = connection.getresponse()
         response.read()
         assert der is not None
@@ -645,19 +633,19 @@ def fetch(port: int, context: ssl.SSLContext) -> tuple[int, str]:
 
 
 def test_https_handshake(tmp_path: Path, pki: Pki) -> None:
-    context = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki))).ssl_context()
-    assert context is not None
+    config = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki)))
+    assert config.ssl_context() is not None
 
-    with https_server(context) as port:
+    with https_server(fixed(config)) as port:
         assert fetch(port, client_context(pki)) == (200, "server")
 
 
 def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path: Path, pki: Pki) -> None:
     extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
-    context = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra))).ssl_context()
-    assert context is not None
+    config = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra)))
+    assert config.ssl_context() is not None
 
-    with https_server(context) as port:
+    with https_server(fixed(config)) as port:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             fetch(port, client_context(pki))
         with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -667,10 +655,10 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(tmp_path: Path, pk
 
 def test_verify_client_cert_if_given(tmp_path: Path, pki: Pki) -> None:
     extra = f"  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {pki.ca}\n"
-    context = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra))).ssl_context()
-    assert context is not None
+    config = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra)))
+    assert config.ssl_context() is not None
 
-    with https_server(context) as port:
+    with https_server(fixed(config)) as port:
         assert fetch(port, client_context(pki))[0] == 200
         assert fetch(port, client_context(pki, pki.client_crt, pki.client_key))[0] == 200
         with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -679,12 +667,12 @@ def test_verify_client_cert_if_given(tmp_path: Path, pki: Pki) -> None:
 
 def test_min_version_refuses_older_clients(tmp_path: Path, pki: Pki) -> None:
     extra = "  min_version: TLS13\n"
-    context = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra))).ssl_context()
-    assert context is not None
+    config = load_web_config(write(tmp_path / "web.yml", tls_yaml(pki, extra)))
+    assert config.ssl_context() is not None
     old_client = client_context(pki)
     old_client.maximum_version = ssl.TLSVersion.TLSv1_2
 
-    with https_server(context) as port:
+    with https_server(fixed(config)) as port:
         with pytest.raises((ssl.SSLError, ConnectionError)):
             fetch(port, old_client)
         assert fetch(port, client_context(pki))[0] == 200
@@ -698,10 +686,8 @@ def test_rotated_certificate_serves_new_connections(
     shutil.copy(pki.server_key, key)
     path = write(tmp_path / "web.yml", tls_yaml(pki, cert=cert, key=key))
     watcher = WebConfigWatcher(path, clock=clock)
-    context = watcher.ssl_context()
-    assert context is not None
 
-    with https_server(context) as port:
+    with https_server(watcher.current) as port:
         assert fetch(port, client_context(pki)) == (200, "server")
         rotate(pki.server2_crt, pki.server2_key, cert, key)
         assert fetch(port, client_context(pki)) == (200, "server")  # checked once a second
@@ -717,11 +703,9 @@ def test_rotated_client_ca_applies_to_new_connections(
     shutil.copy(pki.ca, client_ca)
     extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {client_ca}\n"
     watcher = WebConfigWatcher(write(tmp_path / "web.yml", tls_yaml(pki, extra)), clock=clock)
-    context = watcher.ssl_context()
-    assert context is not None
     with_client_cert = client_context(pki, pki.client_crt, pki.client_key)
 
-    with https_server(context) as port:
+    with https_server(watcher.current) as port:
         assert fetch(port, with_client_cert)[0] == 200
         # The client CA bundle is replaced by one that does not contain the test CA.
         shutil.copy(pki.server_crt, str(client_ca) + ".tmp")
@@ -731,29 +715,30 @@ def test_rotated_client_ca_applies_to_new_connections(
             fetch(port, with_client_cert)
 
 
-def test_a_tls_policy_change_needs_a_restart_and_says_so(
+def test_a_tls_policy_change_applies_to_new_connections_without_a_restart(
     tmp_path: Path, pki: Pki, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "web.yml", tls_yaml(pki))
     watcher = WebConfigWatcher(path, clock=clock)
-    context = watcher.ssl_context()
-    assert context is not None
 
-    with https_server(context) as port, caplog.at_level(logging.WARNING):
+    with https_server(watcher.current) as port, caplog.at_level(logging.WARNING):
+        assert fetch(port, client_context(pki)) == (200, "server")
         extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
         write(tmp_path / "web.yml", tls_yaml(pki, extra, cert=pki.server2_crt, key=pki.server2_key))
         clock.advance()
-        # The running settings stay whole: no client certificate asked, the old certificate.
-        assert fetch(port, client_context(pki)) == (200, "server")
+        # The whole new policy at once: a client certificate asked for, the new certificate.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            fetch(port, client_context(pki))
+        assert fetch(port, client_context(pki, pki.client_crt, pki.client_key)) == (
+            200, "server2")
 
-    assert watcher.current().tls is not None
-    assert any("restart zego-exporter" in r.getMessage() for r in caplog.records)
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
 
 
 def test_per_connection_wrapping_applies_a_policy_change_without_restart(
     tmp_path: Path, pki: Pki, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The other way for the web layer: wrap each connection with current().ssl_context()."""
+    """What the web layer wraps the next connection with follows the file at once."""
     watcher = WebConfigWatcher(write(tmp_path / "web.yml", tls_yaml(pki)), clock=clock)
     extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
     with caplog.at_level(logging.WARNING):
@@ -763,4 +748,4 @@ def test_per_connection_wrapping_applies_a_policy_change_without_restart(
 
     assert context is not None
     assert context.verify_mode == ssl.CERT_REQUIRED
-    assert not any("restart" in r.getMessage() for r in caplog.records)
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)

@@ -2,7 +2,7 @@
 
 It speaks HTTP (keep-alive, gzip, basic auth, TLS) and delegates everything else to the
 callables in `Endpoints`; it never touches the tracker or the API directly. TLS and basic auth
-come from the exporter-toolkit web configuration (`webconfig.py`), looked up per connection so
+come from the exporter-toolkit web configuration (`webconfig/`), looked up per connection so
 that a changed configuration applies to new connections without a restart.
 """
 
