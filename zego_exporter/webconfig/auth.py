@@ -1,8 +1,11 @@
 """Basic auth against `basic_auth_users`: parse the Authorization header, check it with bcrypt.
 
-Successful checks are remembered for a while, because bcrypt is slow by design and Prometheus
-sends the same credentials on every scrape. It must never log, keep in clear or put into a
-message a password or a password hash, and it knows nothing of HTTP beyond the header's format.
+Logins cost the same whoever asks, and none can stall the others: an unknown user is checked
+against a fixed cost-10 hash (as exporter-toolkit does), a few checks run side by side (bcrypt
+lets go of the GIL) instead of one at a time behind a lock, and recent results are remembered,
+keyed by user, hash and password, so that Prometheus' repeated scrapes cost one check and a
+wrong password can never match a remembered success. It must never log, keep in clear or put
+into a message a password or a password hash, and it knows nothing of HTTP beyond the header.
 """
 
 from __future__ import annotations
@@ -10,31 +13,95 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import secrets
 import threading
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Final
 
+# bcrypt of a random password nobody kept, at cost 10 like exporter-toolkit's dummy and
+# htpasswd's default, so that refusing an unknown user costs what checking a usual user does.
+DUMMY_HASH: Final = b"$2b$10$7MCA.Nr6n5fid.G9XXt47egTNqOK6sWDszaFJHLNZg8qt7SnsvVAq"
 # bcrypt reads only the first 72 bytes; Go and htpasswd truncate, the Python package refuses.
 _BCRYPT_MAX_PASSWORD: Final = 72
-_CACHE_SIZE: Final = 256
+# Side-by-side checks: enough that a slow hash or a handful of unknown users cannot hold up a
+# valid login, few enough that a flood of bad passwords cannot take every core for long.
+DEFAULT_SLOTS: Final = 4
+_RESULTS_KEPT: Final = 256
+
+Checker = Callable[[bytes, bytes], bool]
+"""(password, bcrypt hash) -> whether they match; may raise ValueError for a bad hash."""
+
+
+def _bcrypt_checkpw(password: bytes, hashed: bytes) -> bool:
+    import bcrypt  # noqa: PLC0415  (optional extra; schema.read_settings checked it is there)
+
+    return bool(bcrypt.checkpw(password, hashed))
+
+
+class LoginResults:
+    """Recent check results, kept apart by outcome so that a flood of failures cannot push
+    out the successes of the scrapers that know their password.
+
+    Keys are keyed digests of (user, hash, password): no password is kept, and a result only
+    applies to the very password it was checked with, against the very hash it was checked
+    with (a changed hash in a reloaded file is a new key).
+    """
+
+    def __init__(self, size: int = _RESULTS_KEPT) -> None:
+        self._size = size
+        self._secret = secrets.token_bytes(32)  # digests are useless outside this process
+        self._lock = threading.Lock()
+        self._passed: OrderedDict[bytes, None] = OrderedDict()
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+
+    def key(self, user: str, hashed: bytes, password: bytes) -> bytes:
+        message = b"".join(
+            len(part).to_bytes(4, "big") + part for part in (user.encode(), hashed, password)
+        )
+        return hmac.digest(self._secret, message, hashlib.sha256)
+
+    def get(self, key: bytes) -> bool | None:
+        with self._lock:
+            for outcome, kept in ((True, self._passed), (False, self._failed)):
+                if key in kept:
+                    kept.move_to_end(key)
+                    return outcome
+        return None
+
+    def put(self, key: bytes, passed: bool) -> None:
+        kept = self._passed if passed else self._failed
+        with self._lock:
+            kept[key] = None
+            kept.move_to_end(key)
+            while len(kept) > self._size:
+                kept.popitem(last=False)
 
 
 class BasicAuth:
     """The users of one web config file and the checks made against them."""
 
-    def __init__(self, users: Mapping[str, bytes]) -> None:
+    def __init__(
+        self,
+        users: Mapping[str, bytes],
+        *,
+        results: LoginResults | None = None,
+        checker: Checker | None = None,
+        slots: int | threading.Semaphore = DEFAULT_SLOTS,
+    ) -> None:
         self._users = dict(users)
-        # An unknown user is checked against a real hash of the highest cost, so that it takes
-        # as long as a known one (the result is discarded).
-        self._dummy_hash = max(self._users.values(), key=lambda h: h[4:6], default=b"")
-        self._verified: dict[tuple[str, bytes], None] = {}
-        self._verified_lock = threading.Lock()
-        # bcrypt is CPU-bound by design: one at a time, as exporter-toolkit does, so a burst of
-        # bad passwords costs one core, not all of them.
-        self._bcrypt_lock = threading.Lock()
+        self._results = results if results is not None else LoginResults()
+        self._checker = checker
+        self._slots = threading.BoundedSemaphore(slots) if isinstance(slots, int) else slots
 
     def __len__(self) -> int:
         return len(self._users)
+
+    @property
+    def results(self) -> LoginResults:
+        """What a reloaded file may carry over: keys hold the hash, so none goes stale."""
+        return self._results
 
     def check(self, authorization_header: str | None) -> bool:
         """True when the request may pass: no users configured, or valid Basic credentials."""
@@ -45,25 +112,20 @@ class BasicAuth:
             return False
         user, password = credentials
         password = password[:_BCRYPT_MAX_PASSWORD]
-        cache_key = (user, hashlib.sha256(password).digest())
-        with self._verified_lock:
-            if cache_key in self._verified:
-                return True
         known_hash = self._users.get(user)
-        import bcrypt  # noqa: PLC0415  (optional extra; schema.read_settings checked it is there)
-
-        with self._bcrypt_lock:
-            try:
-                matches = bcrypt.checkpw(password, known_hash or self._dummy_hash)
-            except ValueError:  # a hash that passed the pattern but not bcrypt itself
-                matches = False
-        if known_hash is None or not matches:
-            return False
-        with self._verified_lock:
-            if len(self._verified) >= _CACHE_SIZE:
-                del self._verified[next(iter(self._verified))]
-            self._verified[cache_key] = None
-        return True
+        hashed = known_hash if known_hash is not None else DUMMY_HASH
+        key = self._results.key(user, hashed, password)
+        passed = self._results.get(key)
+        if passed is None:
+            # Looked up (the default bcrypt) at each call, so a test can count the checks.
+            checker = self._checker or _bcrypt_checkpw
+            with self._slots:
+                try:
+                    passed = checker(password, hashed)
+                except ValueError:  # a hash that passed the pattern but not bcrypt itself
+                    passed = False
+            self._results.put(key, passed)
+        return passed and known_hash is not None
 
 
 def parse_basic_authorization(header: str | None) -> tuple[str, bytes] | None:

@@ -13,52 +13,52 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 INSTALL_HINT: Final = "pip install 'zego-exporter[webconfig]'"
 HASH_HINT: Final = "make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
-_TOP_LEVEL_KEYS: Final = ("tls_server_config", "http_server_config", "basic_auth_users")
+_TOP_LEVEL_KEYS: Final = (
+    "tls_server_config", "http_server_config", "rate_limit", "basic_auth_users",
+)
 _TLS_KEYS: Final = (
+    "cert",
     "cert_file",
+    "key",
     "key_file",
     "client_auth_type",
+    "client_ca",
     "client_ca_file",
+    "client_allowed_sans",
     "min_version",
     "max_version",
     "cipher_suites",
     "prefer_server_cipher_suites",
 )
-# exporter-toolkit keys that Python's ssl module (or this exporter) cannot honour.
+# What Python's ssl module (or http.server) cannot match, refused rather than silently ignored.
+# docs/web-config.md lists these in its table of differences; a test holds the two together.
+CANNOT_HONOUR: Final = "cannot be honoured by zego-exporter"
 _UNSUPPORTED: Final[Mapping[str, str]] = {
-    "rate_limit": "not supported by zego-exporter: remove it (rate-limit in a reverse proxy)",
-    "tls_server_config.cert": "inline PEM is not supported: put it in a file, use cert_file",
-    "tls_server_config.key": "inline PEM is not supported: put it in a file, use key_file",
-    "tls_server_config.client_ca": (
-        "inline PEM is not supported: put it in a file, use client_ca_file"
-    ),
-    "tls_server_config.client_allowed_sans": (
-        "not supported by zego-exporter: remove it and give client certificates their own CA "
-        "(client_ca_file) so the CA is the allow-list"
-    ),
     "tls_server_config.curve_preferences": (
-        "not supported by zego-exporter (Python's ssl cannot set a curve list): remove it; "
-        "OpenSSL's defaults apply"
+        f"{CANNOT_HONOUR}: Python's ssl module cannot set a list of curves; remove it to use "
+        "OpenSSL's default curves"
     ),
 }
 
-# client_auth_type -> (verify_mode, needs client_ca_file). Python cannot accept a certificate
-# without verifying it: RequestClientCert does not ask for one (the exporter never reads it, so
-# who gets in is the same), and RequireAnyClientCert verifies against client_ca_file (stricter).
-_CLIENT_AUTH: Final[Mapping[str, tuple[ssl.VerifyMode, bool]]] = {
-    "NoClientCert": (ssl.CERT_NONE, False),
-    "RequestClientCert": (ssl.CERT_NONE, False),
-    "VerifyClientCertIfGiven": (ssl.CERT_OPTIONAL, True),
-    "RequireAnyClientCert": (ssl.CERT_REQUIRED, True),
-    "RequireClientCert": (ssl.CERT_REQUIRED, True),
-    "RequireAndVerifyClientCert": (ssl.CERT_REQUIRED, True),
+# client_auth_type -> verify_mode. Python cannot accept a certificate without verifying it:
+# RequestClientCert does not ask for one (the exporter never reads an unverified certificate,
+# so who gets in is the same), and RequireAnyClientCert needs a client CA to verify against
+# (stricter than Go; without one it is refused).
+_CLIENT_AUTH: Final[Mapping[str, ssl.VerifyMode]] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "RequireClientCert": ssl.CERT_REQUIRED,  # exporter-toolkit's old name of RequireAnyClientCert
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+_UNVERIFIED_CLIENT_AUTH: Final = frozenset({"RequireAnyClientCert", "RequireClientCert"})
 
 _TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -67,22 +67,24 @@ _TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 
-# Go's crypto/tls names (tls.CipherSuites()) -> OpenSSL names, for TLS 1.2 and below.
+# Go's crypto/tls names (tls.CipherSuites()) -> OpenSSL names, for TLS 1.2 and below, in Go's
+# own preference order (cipherSuitesPreferenceOrder): Go ignores the order of cipher_suites and
+# picks by this one, so the configured suites are sorted by it and offered in server order.
 _CIPHER_SUITES: Final[Mapping[str, str]] = {
-    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
     "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
     "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
 }
 # TLS 1.3 suites are not configurable, in Go as in Python: accepted and ignored.
 _TLS13_SUITES: Final = frozenset(
@@ -97,6 +99,14 @@ _HEADERS: Final[Mapping[str, tuple[str, ...]]] = {
     "X-Frame-Options": ("deny", "sameorigin"),
     "X-XSS-Protection": (),
     "Content-Security-Policy": (),
+}
+
+# Go's time.ParseDuration, which exporter-toolkit's rate_limit.interval goes through. Not the
+# CLI's flag durations: Go knows ns/us/µs and no days, and yaml.v2 reads a bare number as ns.
+_GO_DURATION: Final = re.compile(r"[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+")
+_GO_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNIT_SECONDS: Final[Mapping[str, float]] = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
 }
 
 _BCRYPT_HASH: Final = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
@@ -116,25 +126,49 @@ def error(path: str, key: str, problem: str) -> WebConfigError:
     return WebConfigError(f"web config {path}: {where}{problem}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TLSServerConfig:
-    """`tls_server_config` after validation: absolute paths, Python ssl values."""
+    """`tls_server_config` after validation: absolute paths, Python ssl values.
 
-    cert_file: str
-    key_file: str
+    The certificate, key and client CA each come from a file or inline; exactly one of the pair
+    is set for the certificate and key, at most one for the client CA.
+    """
+
+    cert_file: str | None
+    cert_pem: str | None = field(repr=False)
+    key_file: str | None
+    key_pem: str | None = field(repr=False)  # key material: never printed
     client_auth_type: str
     client_ca_file: str | None
+    client_ca_pem: str | None = field(repr=False)
     verify_mode: ssl.VerifyMode
     min_version: ssl.TLSVersion
     max_version: ssl.TLSVersion
     openssl_ciphers: tuple[str, ...]
-    """OpenSSL names of the configured TLS <= 1.2 suites; empty for OpenSSL's defaults."""
+    """OpenSSL names of the configured TLS <= 1.2 suites, in Go's preference order; empty for
+    OpenSSL's defaults."""
+    client_allowed_sans: tuple[str, ...] | None
+    """When set, a request passes only if its client certificate has one of these SANs."""
 
     @property
     def files(self) -> tuple[str, ...]:
-        return (self.cert_file, self.key_file) + (
-            (self.client_ca_file,) if self.client_ca_file else ()
+        return tuple(
+            file for file in (self.cert_file, self.key_file, self.client_ca_file) if file
         )
+
+    @property
+    def trusts_system_cas(self) -> bool:
+        """Client certificates are verified against the system's CA store (no client CA set:
+        exporter-toolkit does the same)."""
+        return self.verify_mode != ssl.CERT_NONE and not (self.client_ca_file or self.client_ca_pem)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`rate_limit`: `burst` requests at once, then one per `interval` seconds."""
+
+    interval: float
+    burst: int
 
 
 @dataclass(frozen=True)
@@ -145,6 +179,8 @@ class Settings:
     basic_auth_users: Mapping[str, bytes]
     """User name -> bcrypt hash."""
     response_headers: Mapping[str, str]
+    rate_limit: RateLimit | None
+    """None when off (no rate_limit, or an interval of 0, as in exporter-toolkit)."""
 
 
 def read_settings(path: str) -> Settings:
@@ -168,7 +204,8 @@ def read_settings(path: str) -> Settings:
     return Settings(
         tls=_tls_server_config(path, top.get("tls_server_config")),
         basic_auth_users=_basic_auth_users(path, top.get("basic_auth_users")),
-        response_headers=_http_server_config(path, top.get("http_server_config")),
+        response_headers=_http_server_config(path, top.get("http_server_config"), text),
+        rate_limit=_rate_limit(path, top.get("rate_limit")),
     )
 
 
@@ -262,14 +299,23 @@ def _tls_server_config(path: str, value: object) -> TLSServerConfig | None:
     def setting(key: str) -> str | None:
         return _string(path, f"tls_server_config.{key}", section.get(key))
 
-    cert_file, key_file = setting("cert_file"), setting("key_file")
-    if cert_file is None or key_file is None:
-        missing = "cert_file" if cert_file is None else "key_file"
-        raise error(
-            path,
-            f"tls_server_config.{missing}",
-            "required: set cert_file and key_file, or remove tls_server_config for plain HTTP",
-        )
+    def file_or_inline(file_key: str, inline_key: str) -> tuple[str | None, str | None]:
+        file, inline = setting(file_key), setting(inline_key)
+        if file is not None and inline is not None:
+            raise error(path, f"tls_server_config.{inline_key}",
+                        f"set {inline_key} (inline PEM) or {file_key}, not both")
+        return file, inline
+
+    cert_file, cert_pem = file_or_inline("cert_file", "cert")
+    key_file, key_pem = file_or_inline("key_file", "key")
+    for file, inline, name in ((cert_file, cert_pem, "cert"), (key_file, key_pem, "key")):
+        if file is None and inline is None:
+            raise error(
+                path,
+                f"tls_server_config.{name}_file",
+                "required: set cert_file (or cert) and key_file (or key), or remove "
+                "tls_server_config for plain HTTP",
+            )
 
     client_auth_type = setting("client_auth_type") or "NoClientCert"
     if client_auth_type not in _CLIENT_AUTH:
@@ -278,16 +324,18 @@ def _tls_server_config(path: str, value: object) -> TLSServerConfig | None:
             "tls_server_config.client_auth_type",
             f"unknown value {client_auth_type!r}: use one of {', '.join(_CLIENT_AUTH)}",
         )
-    verify_mode, needs_ca = _CLIENT_AUTH[client_auth_type]
-    client_ca_file = setting("client_ca_file")
-    if needs_ca and client_ca_file is None:
+    verify_mode = _CLIENT_AUTH[client_auth_type]
+    client_ca_file, client_ca_pem = file_or_inline("client_ca_file", "client_ca")
+    has_client_ca = client_ca_file is not None or client_ca_pem is not None
+    if client_auth_type in _UNVERIFIED_CLIENT_AUTH and not has_client_ca:
         raise error(
             path,
-            "tls_server_config.client_ca_file",
-            f"required with client_auth_type {client_auth_type}: set it to the CA bundle "
-            "that signs client certificates",
+            "tls_server_config.client_auth_type",
+            f"{client_auth_type} without a client CA {CANNOT_HONOUR}: Python's ssl module "
+            "cannot accept a client certificate without verifying it; set client_ca_file to the "
+            "CA that signs client certificates, or use RequireAndVerifyClientCert",
         )
-    if client_ca_file is not None and client_auth_type == "NoClientCert":
+    if has_client_ca and client_auth_type == "NoClientCert":
         raise error(
             path,
             "tls_server_config.client_auth_type",
@@ -307,15 +355,25 @@ def _tls_server_config(path: str, value: object) -> TLSServerConfig | None:
         )
 
     config_dir = os.path.dirname(path)
+
+    def absolute(file: str | None) -> str | None:
+        return os.path.join(config_dir, file) if file else None
+
     return TLSServerConfig(
-        cert_file=os.path.join(config_dir, cert_file),
-        key_file=os.path.join(config_dir, key_file),
+        cert_file=absolute(cert_file),
+        cert_pem=cert_pem,
+        key_file=absolute(key_file),
+        key_pem=key_pem,
         client_auth_type=client_auth_type,
-        client_ca_file=os.path.join(config_dir, client_ca_file) if client_ca_file else None,
+        client_ca_file=absolute(client_ca_file),
+        client_ca_pem=client_ca_pem,
         verify_mode=verify_mode,
         min_version=min_version,
         max_version=max_version,
         openssl_ciphers=_cipher_suites(path, section.get("cipher_suites")),
+        client_allowed_sans=_client_allowed_sans(
+            path, section.get("client_allowed_sans"), client_auth_type, verify_mode
+        ),
     )
 
 
@@ -335,7 +393,7 @@ def _cipher_suites(path: str, value: object) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise error(path, key, f"must be a list of cipher suite names, got {_type_name(value)}")
-    names: list[str] = []
+    chosen: set[str] = set()
     for suite in value:
         if suite in _TLS13_SUITES:
             continue
@@ -346,8 +404,62 @@ def _cipher_suites(path: str, value: object) -> tuple[str, ...]:
                 f"unknown cipher suite {suite!r}: use Go's names, e.g. "
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
             )
-        names.append(_CIPHER_SUITES[suite])
-    return tuple(names)
+        chosen.add(suite)
+    return tuple(openssl for go, openssl in _CIPHER_SUITES.items() if go in chosen)
+
+
+def _client_allowed_sans(
+    path: str, value: object, client_auth_type: str, verify_mode: ssl.VerifyMode
+) -> tuple[str, ...] | None:
+    key = "tls_server_config.client_allowed_sans"
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(san, str) and san for san in value):
+        raise error(path, key, "must be a list of SANs (DNS names, IP addresses, e-mail "
+                               "addresses or URIs) as strings")
+    if not value:
+        raise error(path, key, "is empty, which would refuse every client: list the SANs "
+                               "to allow, or remove the key")
+    if verify_mode == ssl.CERT_NONE:
+        raise error(
+            path,
+            key,
+            f"needs a verified client certificate, which client_auth_type {client_auth_type} "
+            "does not ask for: use RequireAndVerifyClientCert",
+        )
+    return tuple(value)
+
+
+def _rate_limit(path: str, value: object) -> RateLimit | None:
+    if value is None:
+        return None
+    section = _mapping(path, "rate_limit", value, "must be a mapping")
+    _reject_unknown(path, "rate_limit.", section, ("interval", "burst"))
+    interval = _go_duration(path, "rate_limit.interval", section.get("interval", 0))
+    burst = section.get("burst", 0)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+        raise error(path, "rate_limit.burst", "must be a whole number of requests, 0 or more")
+    if interval == 0:
+        return None  # exporter-toolkit's way of turning it off
+    return RateLimit(interval=interval, burst=burst)
+
+
+def _go_duration(path: str, key: str, value: object) -> float:
+    """Seconds, from a Go duration string ("1s", "1m30s", "250ms") or the number 0."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return 0.0
+    if not isinstance(value, str):
+        raise error(path, key, "must be a duration with a unit, e.g. 1s or 500ms (a bare "
+                               "number means nanoseconds in exporter-toolkit)")
+    text = value.strip()
+    if text in ("0", "+0", "-0"):
+        return 0.0
+    if not _GO_DURATION.fullmatch(text):
+        raise error(path, key, f"{text!r} is not a duration: write e.g. 1s, 500ms or 1m30s")
+    if text.startswith("-"):
+        raise error(path, key, "must not be negative: 0 turns rate limiting off")
+    return sum(float(number) * _GO_UNIT_SECONDS[unit]
+               for number, unit in _GO_DURATION_PART.findall(text))
 
 
 def _basic_auth_users(path: str, value: object) -> dict[str, bytes]:
@@ -374,7 +486,7 @@ def _basic_auth_users(path: str, value: object) -> dict[str, bytes]:
     return users
 
 
-def _http_server_config(path: str, value: object) -> dict[str, str]:
+def _http_server_config(path: str, value: object, text: str) -> dict[str, str]:
     if value is None:
         return {}
     section = _mapping(path, "http_server_config", value, "must be a mapping")
@@ -382,15 +494,27 @@ def _http_server_config(path: str, value: object) -> dict[str, str]:
     http2 = section.get("http2")
     if http2 is not None and not isinstance(http2, bool):
         raise error(path, "http_server_config.http2", "must be true or false")
+    if http2:
+        raise error(
+            path,
+            "http_server_config.http2",
+            f"true {CANNOT_HONOUR}: it serves HTTP/1.1 only (Python's http.server); set it to "
+            "false or remove it",
+        )
     raw_headers = section.get("headers")
     if raw_headers is None:
         return {}
     headers_section = _mapping(path, "http_server_config.headers", raw_headers, "must be a mapping")
     headers: dict[str, str] = {}
-    for name, header_value in headers_section.items():
+    for name, typed_value in headers_section.items():
         key = f"http_server_config.headers.{name}"
         if name not in _HEADERS:
             raise error(path, key, f"cannot be configured: use one of {', '.join(_HEADERS)}")
+        header_value = typed_value
+        if isinstance(typed_value, bool | int | float):
+            # Go's yaml reads `X-XSS-Protection: 1` into a string as it is written: "1".
+            header_value = _scalar_as_written(text, typed_value, "http_server_config", "headers",
+                                              name)
         header_text = _string(path, key, header_value)
         if header_text is None:
             continue  # "Unset if blank", as in exporter-toolkit
@@ -401,3 +525,16 @@ def _http_server_config(path: str, value: object) -> dict[str, str]:
             raise error(path, key, "must not contain control characters or line breaks")
         headers[name] = header_text
     return headers
+
+
+def _scalar_as_written(text: str, typed: bool | float, *keys: str) -> str:
+    """The text of a scalar in the YAML document, untyped (`1.0` stays "1.0", `yes` "yes")."""
+    import yaml  # noqa: PLC0415  (optional extra, checked by _require_extras)
+
+    value: object = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506  (no objects built)
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, str):
+        return value
+    # Not found untyped (a YAML merge key on the way): write the value as Go would.
+    return str(typed).lower() if isinstance(typed, bool) else str(typed)
