@@ -84,15 +84,36 @@ def test_a_valid_login_passes_while_unknown_users_are_stuck_in_their_checks() ->
     assert ALICE_HASH not in checker.calls
 
 
+class Pools:
+    """The semaphores BasicAuth makes (one per bcrypt cost), for the test to look at."""
+
+    def __init__(self) -> None:
+        self.made: list[threading.Semaphore] = []
+
+    def __call__(self, slots: int) -> threading.Semaphore:
+        self.made.append(threading.BoundedSemaphore(slots))
+        return self.made[-1]
+
+    def full(self) -> list[bool]:
+        """For each semaphore: are all its slots taken?"""
+        full = []
+        for semaphore in self.made:
+            taken = not semaphore.acquire(blocking=False)
+            if not taken:
+                semaphore.release()
+            full.append(taken)
+        return full
+
+
 def test_a_remembered_login_needs_no_slot_at_all() -> None:
     checker = GatedChecker(DUMMY_HASH)
-    slots = threading.BoundedSemaphore(2)
-    auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=slots)
+    pools = Pools()
+    auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=2, semaphore=pools)
     assert auth.check(basic("dave", "right"))  # checked once, remembered
 
     with logins(auth, basic("eve", "1"), basic("eve", "2")) as refused:
         checker.wait_until_stuck(2)
-        assert not slots.acquire(blocking=False)  # both slots are held by the stuck checks
+        assert pools.full() == [True]  # cost 10 (dave's and the dummy's): both slots held
 
         assert auth.check(basic("dave", "right"))  # a scraper's next scrape: not held up
         checker.gate.set()
@@ -102,17 +123,36 @@ def test_a_remembered_login_needs_no_slot_at_all() -> None:
 
 def test_checks_beyond_the_slots_wait_for_one_to_free() -> None:
     checker = GatedChecker(DUMMY_HASH)
-    slots = threading.BoundedSemaphore(2)
-    auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=slots)
+    pools = Pools()
+    auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=2, semaphore=pools)
 
     headers = [basic(f"unknown{n}", "x") for n in range(5)]
     with logins(auth, *headers) as refused:
         checker.wait_until_stuck(2)
-        assert not slots.acquire(blocking=False)
+        assert pools.full() == [True]
         checker.gate.set()
     assert refused == [False] * 5
     assert checker.most_in_flight <= 2
     assert checker.calls == [DUMMY_HASH] * 5
+
+
+def test_wrong_passwords_for_a_slow_user_do_not_hold_up_a_usual_login() -> None:
+    checker = GatedChecker(ALICE_HASH)
+    pools = Pools()
+    auth = BasicAuth({"dave": DAVE_HASH, "alice": ALICE_HASH}, checker=checker, slots=2,
+                     semaphore=pools)
+    assert len(pools.made) == 2  # cost 10 (dave, the dummy) and cost 16 (alice)
+
+    with logins(auth, basic("alice", "guess1"), basic("alice", "guess2"),
+                basic("alice", "guess3")) as refused:
+        checker.wait_until_stuck(2)
+        assert sorted(pools.full()) == [False, True]  # alice's cost: full; the other: free
+
+        assert auth.check(basic("dave", "right"))
+        assert not auth.check(basic("nobody", "x"))
+        checker.gate.set()
+    assert refused == [False] * 3
+    assert checker.most_in_flight <= 3  # two of alice's, and one usual check at a time here
 
 
 def test_a_remembered_failure_is_not_checked_again_and_never_becomes_a_success() -> None:

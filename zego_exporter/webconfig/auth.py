@@ -1,10 +1,11 @@
 """Basic auth against `basic_auth_users`: parse the Authorization header, check it with bcrypt.
 
 Logins cost the same whoever asks, and none can stall the others: an unknown user is checked
-against a fixed cost-10 hash (as exporter-toolkit does), a few checks run side by side (bcrypt
-lets go of the GIL) instead of one at a time behind a lock, and recent results are remembered,
-keyed by user, hash and password, so that Prometheus' repeated scrapes cost one check and a
-wrong password can never match a remembered success. It must never log, keep in clear or put
+against a fixed cost-10 hash (as exporter-toolkit does); a few checks of each bcrypt cost run
+side by side (bcrypt lets go of the GIL) instead of one at a time behind a lock, so slow hashes
+wait only for one another; and recent results are remembered, keyed by user, hash and password,
+so that Prometheus' repeated scrapes cost one check and a wrong password can never match a
+remembered success. It must never log, keep in clear or put
 into a message a password or a password hash, and it knows nothing of HTTP beyond the header.
 """
 
@@ -25,8 +26,10 @@ from typing import Final
 DUMMY_HASH: Final = b"$2b$10$7MCA.Nr6n5fid.G9XXt47egTNqOK6sWDszaFJHLNZg8qt7SnsvVAq"
 # bcrypt reads only the first 72 bytes; Go and htpasswd truncate, the Python package refuses.
 _BCRYPT_MAX_PASSWORD: Final = 72
-# Side-by-side checks: enough that a slow hash or a handful of unknown users cannot hold up a
-# valid login, few enough that a flood of bad passwords cannot take every core for long.
+# Side-by-side checks of one cost: enough that a handful of unknown users cannot hold up a valid
+# login, few enough that a flood of bad passwords cannot take every core for long. Each cost has
+# its own slots, so that wrong passwords for a cost-16 user (seconds each) cannot hold up a
+# cost-10 login; a file rarely holds more than two or three costs.
 DEFAULT_SLOTS: Final = 4
 _RESULTS_KEPT: Final = 256
 
@@ -88,12 +91,15 @@ class BasicAuth:
         *,
         results: LoginResults | None = None,
         checker: Checker | None = None,
-        slots: int | threading.Semaphore = DEFAULT_SLOTS,
+        slots: int = DEFAULT_SLOTS,
+        semaphore: Callable[[int], threading.Semaphore] = threading.BoundedSemaphore,
     ) -> None:
         self._users = dict(users)
         self._results = results if results is not None else LoginResults()
         self._checker = checker
-        self._slots = threading.BoundedSemaphore(slots) if isinstance(slots, int) else slots
+        self._slots = {  # bcrypt cost ("10" of "$2y$10$...") -> its slots
+            cost: semaphore(slots) for cost in {_cost(h) for h in (*users.values(), DUMMY_HASH)}
+        }
 
     def __len__(self) -> int:
         return len(self._users)
@@ -119,13 +125,17 @@ class BasicAuth:
         if passed is None:
             # Looked up (the default bcrypt) at each call, so a test can count the checks.
             checker = self._checker or _bcrypt_checkpw
-            with self._slots:
+            with self._slots[_cost(hashed)]:
                 try:
                     passed = checker(password, hashed)
                 except ValueError:  # a hash that passed the pattern but not bcrypt itself
                     passed = False
             self._results.put(key, passed)
         return passed and known_hash is not None
+
+
+def _cost(hashed: bytes) -> bytes:
+    return hashed[4:6]  # "$2y$10$...": schema.py's pattern checked it is two digits there
 
 
 def parse_basic_authorization(header: str | None) -> tuple[str, bytes] | None:
