@@ -2,7 +2,7 @@
 
 The real promtool and amtool judge syntax and behaviour (`promtool test rules` runs
 prometheus/alerts_test.yml); the structural checks here cover what those tools cannot know:
-naming, severities, runbook links, that every alert is tested both firing and quiet, and
+naming, severities, annotations, that every alert is tested both firing and quiet, and
 that the expressions only use metric names the contract fixes.
 """
 
@@ -23,9 +23,7 @@ ALERTS = ROOT / "prometheus" / "alerts.yml"
 ALERTS_TEST = ROOT / "prometheus" / "alerts_test.yml"
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = ROOT / "prometheus" / "alertmanager.yml"
-README = ROOT / "README.md"
 
-RUNBOOK_BASE = "https://github.com/zego-exporter/zego-exporter/blob/main/README.md#"
 SEVERITIES = frozenset({"critical", "warning", "info"})
 ALERT_NAME = re.compile(r"ZegoDigitalHuman(?:[A-Z][a-z0-9]+)+")
 # Labels Prometheus attaches to every scraped series, on top of the exporter's own.
@@ -129,9 +127,7 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
         assert re.search(r"\$labels\.|\$value", annotations["description"]), (
             f"{name}: the description should say which task or instance, and how bad"
         )
-        assert annotations["runbook_url"] == RUNBOOK_BASE + name.lower(), (
-            f"{name}: runbook_url must point at the README heading `### {name}`"
-        )
+        # Where runbook_url points (a heading of docs/alerts.md) is tests/test_docs.py's job.
 
 
 def test_per_task_alerts_name_the_room_and_stream() -> None:
@@ -147,16 +143,6 @@ def test_per_task_alerts_name_the_room_and_stream() -> None:
             for label in ("task_id", "room_id", "stream_id"):
                 assert f"$labels.{label}" in description, f"{rule['alert']}: no {label}"
     assert checked >= 4  # init failed, stuck, not found, stale
-
-
-def test_runbook_has_a_section_per_alert() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert re.search(r"^## Runbook\s*$", text, re.MULTILINE), "README.md has no `## Runbook`"
-    runbook = re.split(r"^## Runbook\s*$", text, maxsplit=1, flags=re.MULTILINE)[1]
-    runbook = re.split(r"^## ", runbook, maxsplit=1, flags=re.MULTILINE)[0]
-    headings = set(re.findall(r"^### (\S+)\s*$", runbook, re.MULTILINE))
-    missing = set(alert_names()) - headings
-    assert not missing, f"README.md `## Runbook` lacks `### <name>` for {sorted(missing)}"
 
 
 # -- the unit tests cover every alert -----------------------------------------------------------
