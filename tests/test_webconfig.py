@@ -32,9 +32,10 @@ from zego_exporter.webconfig import (
     WebConfigError,
     WebConfigWatcher,
     load_web_config,
+    schema,
 )
 from zego_exporter.webconfig.auth import DUMMY_HASH
-from zego_exporter.webconfig.schema import RateLimit
+from zego_exporter.webconfig.schema import CANNOT_HONOUR, RateLimit
 from zego_exporter.webconfig.throttle import TokenBucket
 
 PASSWORD = "wonderland"
@@ -1095,3 +1096,44 @@ def test_a_reload_keeps_the_bucket_unless_the_limit_changes(
     write(tmp_path / "web.yml", "rate_limit: {interval: 1h, burst: 2}\n")
     clock.advance()
     assert watcher.current().admit(None, None) is None  # a new limit: a new, full bucket
+
+
+# ---------------------------------------------------------------------------------------------
+# What Python cannot match: refused at start, and listed in docs/web-config.md
+
+
+DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "web-config.md"
+# (how the docs table's row starts, a file that asks for it)
+CANNOT_MATCH = [
+    ("| `curve_preferences` |", "tls_server_config: {curve_preferences: [X25519]}\n"),
+    ("| `client_auth_type: RequireAnyClientCert` (or its old name `RequireClientCert`) without",
+     "{tls}  client_auth_type: RequireAnyClientCert\n"),
+    ("| `client_auth_type: RequireAnyClientCert` (or its old name `RequireClientCert`) without",
+     "{tls}  client_auth_type: RequireClientCert\n"),
+    ("| `http_server_config.http2: true` |", "http_server_config: {http2: true}\n"),
+]
+
+
+def differences_table() -> list[str]:
+    text = DOCS_PAGE.read_text("utf-8")
+    section = text.split("\n## Differences from exporter-toolkit\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_what_python_cannot_match_is_refused_at_start_and_in_the_docs_table(
+    tmp_path: Path, pki: Pki
+) -> None:
+    rows = differences_table()
+    matched = set()
+    for row_start, template in CANNOT_MATCH:
+        path = write(tmp_path / "web.yml", template.replace("{tls}", tls_yaml(pki)))
+        with pytest.raises(WebConfigError, match=CANNOT_HONOUR):
+            load_web_config(path)
+        (row,) = [row for row in rows if row.startswith(row_start)]
+        assert "cannot be honoured, refused at start" in row
+        matched.add(row)
+
+    # Both ways: no other row claims it, and the code has no other such refusal.
+    assert {row for row in rows if "cannot be honoured" in row} == matched
+    schema_source = Path(schema.__file__).read_text("utf-8")
+    assert schema_source.count("{CANNOT_HONOUR}") == len({start for start, _ in CANNOT_MATCH})
