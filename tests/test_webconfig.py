@@ -152,8 +152,8 @@ def test_an_empty_file_means_plain_http_and_no_auth(tmp_path: Path) -> None:
     config = load_web_config(write(tmp_path / "web.yml", ""))
 
     assert config.ssl_context() is None
-    assert not config.auth_required
-    assert config.check_basic_auth(None)
+    assert not config.auth
+    assert config.auth.check(None)
     assert config.response_headers == {}
 
 
@@ -436,18 +436,18 @@ def auth_config(tmp_path: Path, alice_hash: str) -> WebConfig:
 
 
 def test_basic_auth_right_and_wrong_passwords(auth_config: WebConfig) -> None:
-    assert auth_config.auth_required
-    assert auth_config.check_basic_auth(basic("alice", PASSWORD))
-    assert auth_config.check_basic_auth(basic("bob", "builder"))  # htpasswd's $2y$ prefix
-    assert not auth_config.check_basic_auth(basic("alice", "wrong"))
-    assert not auth_config.check_basic_auth(basic("bob", PASSWORD))
-    assert not auth_config.check_basic_auth(basic("Alice", PASSWORD))
+    assert auth_config.auth
+    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic("bob", "builder"))  # htpasswd's $2y$ prefix
+    assert not auth_config.auth.check(basic("alice", "wrong"))
+    assert not auth_config.auth.check(basic("bob", PASSWORD))
+    assert not auth_config.auth.check(basic("Alice", PASSWORD))
 
 
 def test_unknown_user_costs_one_bcrypt_at_a_fixed_cost_whatever_the_file_holds(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert not auth_config.check_basic_auth(basic("mallory", PASSWORD))
+    assert not auth_config.auth.check(basic("mallory", PASSWORD))
 
     # exporter-toolkit's way: a fixed cost-10 hash, not the costliest user's (a cost-16 user
     # in the file made every unknown user cost seconds).
@@ -472,14 +472,14 @@ def test_unknown_user_costs_one_bcrypt_at_a_fixed_cost_whatever_the_file_holds(
 def test_malformed_authorization_is_refused_without_bcrypt(
     auth_config: WebConfig, counted_checkpw: list[bytes], header: str | None
 ) -> None:
-    assert not auth_config.check_basic_auth(header)
+    assert not auth_config.auth.check(header)
     assert counted_checkpw == []
 
 
 def test_scheme_is_case_insensitive(auth_config: WebConfig) -> None:
     token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
-    assert auth_config.check_basic_auth(f"basic {token}")
-    assert auth_config.check_basic_auth(f"BASIC  {token} ")
+    assert auth_config.auth.check(f"basic {token}")
+    assert auth_config.auth.check(f"BASIC  {token} ")
 
 
 def test_passwords_beyond_72_bytes_are_truncated_like_go_and_htpasswd(tmp_path: Path) -> None:
@@ -487,30 +487,30 @@ def test_passwords_beyond_72_bytes_are_truncated_like_go_and_htpasswd(tmp_path: 
     hashed = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(rounds=4)).decode()
     config = load_web_config(write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}"))
 
-    assert config.check_basic_auth(basic("u", long_password + "ignored"))
-    assert not config.check_basic_auth(basic("u", "x" * 71))
+    assert config.auth.check(basic("u", long_password + "ignored"))
+    assert not config.auth.check(basic("u", "x" * 71))
 
 
 def test_results_are_remembered_per_user_and_password(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert auth_config.check_basic_auth(basic("alice", PASSWORD))
-    assert auth_config.check_basic_auth(basic("alice", PASSWORD))
-    assert auth_config.check_basic_auth(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic("alice", PASSWORD))
     assert len(counted_checkpw) == 1
 
     # A failure is remembered too (a scraper with a stale password costs one check), and a
     # wrong password never matches a remembered success.
-    assert not auth_config.check_basic_auth(basic("alice", "wrong"))
-    assert not auth_config.check_basic_auth(basic("alice", "wrong"))
+    assert not auth_config.auth.check(basic("alice", "wrong"))
+    assert not auth_config.auth.check(basic("alice", "wrong"))
     assert len(counted_checkpw) == 2
-    assert not auth_config.check_basic_auth(basic("alice", PASSWORD + "x"))
+    assert not auth_config.auth.check(basic("alice", PASSWORD + "x"))
     assert len(counted_checkpw) == 3
 
     # Per user: bob with alice's password is not a hit.
-    assert not auth_config.check_basic_auth(basic("bob", PASSWORD))
+    assert not auth_config.auth.check(basic("bob", PASSWORD))
     assert len(counted_checkpw) == 4
-    assert auth_config.check_basic_auth(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic("alice", PASSWORD))
     assert len(counted_checkpw) == 4
 
 
@@ -519,15 +519,15 @@ def test_a_reload_carries_results_over_only_for_an_unchanged_hash(
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
     first = load_web_config(path)
-    assert first.check_basic_auth(basic("alice", PASSWORD))
-    assert load_web_config(path, previous=first).check_basic_auth(basic("alice", PASSWORD))
+    assert first.auth.check(basic("alice", PASSWORD))
+    assert load_web_config(path, previous=first).auth.check(basic("alice", PASSWORD))
     assert len(counted_checkpw) == 1  # a certificate rotation costs no scraper a check
 
     new_hash = bcrypt.hashpw(b"rotated", bcrypt.gensalt(rounds=4)).decode()
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{new_hash}'}}")
     rotated = load_web_config(path, previous=first)
-    assert not rotated.check_basic_auth(basic("alice", PASSWORD))  # the old password is gone
-    assert rotated.check_basic_auth(basic("alice", "rotated"))
+    assert not rotated.auth.check(basic("alice", PASSWORD))  # the old password is gone
+    assert rotated.auth.check(basic("alice", "rotated"))
     assert len(counted_checkpw) == 3
 
 
@@ -535,8 +535,8 @@ def test_a_reloaded_config_starts_with_an_empty_cache(
     tmp_path: Path, alice_hash: str, counted_checkpw: list[bytes]
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
-    assert load_web_config(path).check_basic_auth(basic("alice", PASSWORD))
-    assert load_web_config(path).check_basic_auth(basic("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
     assert len(counted_checkpw) == 2
 
 
@@ -587,14 +587,14 @@ def test_watcher_stats_at_most_once_per_second(tmp_path: Path, clock: FakeClock)
 def test_watcher_reloads_a_changed_file(tmp_path: Path, clock: FakeClock, alice_hash: str) -> None:
     path = write(tmp_path / "web.yml", "")
     watcher = WebConfigWatcher(path, clock=clock)
-    assert not watcher.current().auth_required
+    assert not watcher.current().auth
 
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}\n")
-    assert not watcher.current().auth_required  # not stat'ed yet: within the second
+    assert not watcher.current().auth  # not stat'ed yet: within the second
     clock.advance()
 
-    assert watcher.current().auth_required
-    assert watcher.current().check_basic_auth(basic("alice", PASSWORD))
+    assert watcher.current().auth
+    assert watcher.current().auth.check(basic("alice", PASSWORD))
 
 
 def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(

@@ -30,10 +30,6 @@ class FileWatch:
         self._seen: dict[str, _Stamp] = {}
         self.follow(paths)
 
-    @property
-    def paths(self) -> tuple[str, ...]:
-        return tuple(self._seen)
-
     def follow(self, paths: Iterable[str]) -> None:
         """Watch exactly `paths` from now on. A path already watched keeps the state last seen
         (so a change made while the caller was reading it still shows); a new one is taken as

@@ -24,7 +24,6 @@ from typing import Any
 from zego_exporter.filewatch import FileWatch
 from zego_exporter.webconfig.auth import BasicAuth
 from zego_exporter.webconfig.schema import (
-    HASH_HINT,
     INSTALL_HINT,
     Settings,
     TLSServerConfig,
@@ -35,7 +34,6 @@ from zego_exporter.webconfig.throttle import TokenBucket
 from zego_exporter.webconfig.tls import client_certificate_allowed, server_context
 
 __all__ = [
-    "HASH_HINT",
     "INSTALL_HINT",
     "BrokenWebConfig",
     "TLSServerConfig",
@@ -92,14 +90,6 @@ class WebConfig:
     def ssl_context(self) -> ssl.SSLContext | None:
         """The server-side context (the same object on every call), or None without TLS."""
         return self._context
-
-    @property
-    def auth_required(self) -> bool:
-        return bool(len(self.auth))
-
-    def check_basic_auth(self, authorization_header: str | None) -> bool:
-        """True when the request may pass: no users configured, or valid Basic credentials."""
-        return self.auth.check(authorization_header)
 
     def admit(
         self,
