@@ -1,4 +1,5 @@
-"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports."""
+"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, and a place
+for end-to-end tests to report the figures they measured (printed after the test summary)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,22 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(pytestconfig: pytest.Config) -> list[str]:
+    """Lines a test wants in CI's output, e.g. how long a build took: a measurement to read,
+    not an assertion."""
+    return pytestconfig.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)
