@@ -170,4 +170,4 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     assert copied, "the build stage copies the project"
     for source in copied:
         assert not dockerignore_excludes(source.rstrip("/")), source
-    assert not dockerignore_excludes("zego_exporter/webconfig.py")
+    assert not dockerignore_excludes("zego_exporter/webconfig/__init__.py")
