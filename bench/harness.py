@@ -220,6 +220,6 @@ def fill_tracker(tracker: Tracker, tasks: int, *, seed: int = 0,
             continue
         tracker.record_lookup(answer)
         if rng.random() < LOOKUP_FAILED_SHARE:
-            tracker.record_lookup_failure(task_id, "timeout")
+            tracker.record_lookup_failure(task_id)
     tracker.record_discovery(discovered)
     tracker.record_api(True)

@@ -56,7 +56,8 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from zego_exporter.signing import Secret  # noqa: E402
-from zego_exporter.simulator import STREAMING, Lifecycle, Simulator, World  # noqa: E402
+from zego_exporter.simulator import Lifecycle, Simulator, World  # noqa: E402
+from zego_exporter.states import STATUS_STREAMING  # noqa: E402
 
 OUTPUT = GRAFANA / "preview.png"
 APP_ID = 1234567890
@@ -146,7 +147,7 @@ def run(stack: Stack, prometheus_binary: str, seconds: float) -> Run:
     secret, callback_secret = Secret(os.urandom(16).hex()), Secret(os.urandom(16).hex())
     simulator = stack.simulator(Simulator(APP_ID, secret, world=lively_world()))
     world = simulator.world
-    pinned = [world.add_task(status=STREAMING, room_id=f"room_vip_{n}") for n in (1, 2)]
+    pinned = [world.add_task(status=STATUS_STREAMING, room_id=f"room_vip_{n}") for n in (1, 2)]
     world.add_showcase()
     # Configured: the two pinned tasks, a TaskId ZEGO does not know, one in a Status the
     # exporter does not know; everything else is found by discovery (and callbacks).

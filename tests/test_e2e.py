@@ -47,7 +47,8 @@ from e2e_stack import (
 
 from grafana.build_dashboard import panel_queries
 from zego_exporter.signing import Secret
-from zego_exporter.simulator import STREAMING, Simulator, World
+from zego_exporter.simulator import Simulator, World
+from zego_exporter.states import STATUS_STREAMING
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +134,7 @@ def main(
             app_id=APP_ID, server_secret=_secret(), seed=7, tasks=6, arrival_rate=0.2,
             lifecycle="demo", showcase=True,
         ))
-        simulator.world.add_task(task_id=FAIL_TASK, status=STREAMING, room_id=FAIL_ROOM,
+        simulator.world.add_task(task_id=FAIL_TASK, status=STATUS_STREAMING, room_id=FAIL_ROOM,
                                  stream_id=FAIL_STREAM)
         showcase = [task_id for ids in simulator.showcase.values() for task_id in ids]
         exporter = stack.exporter(

@@ -55,7 +55,7 @@ def fixed_tracker() -> Tracker:
     tracker.record_lookup(TaskStatus("t-flaky", 3, "room_3", "s_6", int(NOW - 77)))
     clock.now = NOW - 10
     assert tracker.claim_due() is not None  # t-flaky's next lookup fails; its data stays
-    tracker.record_lookup_failure("t-flaky", "timeout")
+    tracker.record_lookup_failure("t-flaky")
     tracker.record_discovery([TaskStatus("t-live", 3, "room_9", "s_9", int(NOW - 20))])
     tracker.record_api(True)
     clock.now = NOW
@@ -171,7 +171,7 @@ def test_fast_renderer_equals_prometheus_client_for_any_state(
         if roll < 0.15:
             tracker.record_not_found(task_id)
         elif roll < 0.3:
-            tracker.record_lookup_failure(task_id, "timeout")
+            tracker.record_lookup_failure(task_id)
         elif roll < 0.9:
             tracker.record_lookup(TaskStatus(task_id, status, room, stream,
                                              rng.randrange(1, 2_000_000_000), reason))

@@ -397,7 +397,7 @@ def test_a_task_whose_lookups_keep_failing_does_not_take_every_turn() -> None:
         assert claimed is not None
         turns.append(claimed)
         if claimed == "failing":
-            tracker.record_lookup_failure(claimed, "http_503")
+            tracker.record_lookup_failure(claimed)
         else:
             tracker.record_lookup(TaskStatus(claimed, 3, "r", "s", 1))
     assert turns == ["failing", "healthy"] * 3

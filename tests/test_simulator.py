@@ -23,11 +23,6 @@ from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS
 from zego_exporter.signing import Secret, api_signature, new_nonce
 from zego_exporter.simulator import (
     FAIL_REASONS,
-    INIT_FAILED,
-    INITIALIZING,
-    STOPPED,
-    STOPPING,
-    STREAMING,
     BadEntries,
     ClockSkew,
     Drop,
@@ -35,6 +30,7 @@ from zego_exporter.simulator import (
     ErrorCode,
     ErrorStatus,
     Faults,
+    GatewayLimiter,
     HtmlPage,
     HttpStatus,
     Latency,
@@ -43,11 +39,17 @@ from zego_exporter.simulator import (
     MalformedJson,
     Oversized,
     Simulator,
-    SlidingWindowLimiter,
     Slow,
     Stats,
     World,
     WrongTypes,
+)
+from zego_exporter.states import (
+    STATUS_INIT_FAILED,
+    STATUS_INITIALIZING,
+    STATUS_STOPPED,
+    STATUS_STOPPING,
+    STATUS_STREAMING,
 )
 
 START = 1_750_000_000.0
@@ -126,7 +128,7 @@ def test_answers_the_documented_envelope_over_http11_keepalive(
         assert set(doc) == {"Code", "Message", "RequestId", "Data"}
         assert doc["Code"] == 0 and isinstance(doc["RequestId"], str) and doc["RequestId"]
         assert set(doc["Data"]) == {"Status", "RoomId", "StreamId", "CreateTime", "FailReason"}
-        assert doc["Data"]["Status"] == INIT_FAILED
+        assert doc["Data"]["Status"] == STATUS_INIT_FAILED
         assert doc["Data"]["FailReason"] in FAIL_REASONS
     assert answers[0].json()["RequestId"] != answers[1].json()["RequestId"]
     assert sim.url == f"http://127.0.0.1:{sim.port}"
@@ -220,7 +222,7 @@ def test_status_answers_carry_fail_reason_only_when_failed(
     for state, status in expected.items():
         data = call(sim, secret, ACTION_GET_STATUS, {"TaskId": sim.showcase[state][0]})["Data"]
         assert data["Status"] == status
-        assert ("FailReason" in data) == (status == INIT_FAILED)
+        assert ("FailReason" in data) == (status == STATUS_INIT_FAILED)
         assert re.fullmatch(r"room_\d{4,}", data["RoomId"])
         assert re.fullmatch(r"stream_\d{4,}_[0-9a-f]{4}", data["StreamId"])
         assert isinstance(data["CreateTime"], int)
@@ -237,7 +239,8 @@ def test_a_stopped_task_answers_as_the_chosen_reading_of_the_docs(
     world = World(tasks=0, arrival_rate=0.0, clock=clock,
                   lifecycle=Lifecycle(stopping=(2.0, 2.0), stopped=(30.0, 30.0),
                                       init_failed=(20.0, 20.0)))
-    running, failing = world.add_task(status=STREAMING), world.add_task(status=INITIALIZING)
+    running = world.add_task(status=STATUS_STREAMING)
+    failing = world.add_task(status=STATUS_INITIALIZING)
     world.stop(running)
     world.fail(failing, "no render node available")
     with Simulator(app_id, secret, world=world, ended_tasks=ended) as sim:
@@ -245,13 +248,13 @@ def test_a_stopped_task_answers_as_the_chosen_reading_of_the_docs(
             doc = call(sim, secret, ACTION_GET_STATUS, {"TaskId": task_id})
             return doc["Code"], (doc.get("Data") or {}).get("Status")
 
-        assert answer(running) == (0, STOPPING)
-        assert answer(failing) == (0, INIT_FAILED)  # Status 2 is documented: answered
+        assert answer(running) == (0, STATUS_STOPPING)
+        assert answer(failing) == (0, STATUS_INIT_FAILED)  # Status 2 is documented: answered
         clock.now += 3
         assert answer(running) == stopped_answer
         clock.now += 40
         assert answer(running) == (400000005, None)  # gone, in either reading
-        assert answer(failing) == (0, INIT_FAILED)  # pinned by hand: stays
+        assert answer(failing) == (0, STATUS_INIT_FAILED)  # pinned by hand: stays
         assert sim.world.get(running) is None
     with pytest.raises(ValueError, match="ended tasks"):
         Simulator(app_id, secret, world=world, ended_tasks="sometimes")
@@ -312,7 +315,8 @@ def test_same_seed_and_clock_give_the_same_world() -> None:
     assert first == history(11)
     assert first != history(12)
     statuses = {status for moment in first for _, status in moment}
-    assert statuses == {INITIALIZING, INIT_FAILED, STREAMING, STOPPING, STOPPED}
+    assert statuses == {STATUS_INITIALIZING, STATUS_INIT_FAILED, STATUS_STREAMING,
+                        STATUS_STOPPING, STATUS_STOPPED}
 
 
 def test_a_task_steps_through_initializing_streaming_stopping_stopped_not_found() -> None:
@@ -348,7 +352,7 @@ def test_a_failing_task_reports_its_reason_then_disappears() -> None:
     assert [status for _, status in schedule] == [1, 2, None]
     clock.now = schedule[1][0]
     view = world.get(task_id)
-    assert view is not None and view.status == INIT_FAILED
+    assert view is not None and view.status == STATUS_INIT_FAILED
     assert view.fail_reason in FAIL_REASONS
     clock.now = schedule[2][0]
     assert world.get(task_id) is None
@@ -357,9 +361,11 @@ def test_a_failing_task_reports_its_reason_then_disappears() -> None:
 def test_about_15_percent_of_tasks_fail_to_initialize() -> None:
     world = World(seed=7, tasks=0, arrival_rate=0.0, clock=HandClock())
     schedules = [world.schedule(world.add_task()) for _ in range(2000)]
-    failed = sum(1 for steps in schedules if steps and any(s == INIT_FAILED for _, s in steps))
+    failed = sum(1 for steps in schedules
+                 if steps and any(s == STATUS_INIT_FAILED for _, s in steps))
     assert 0.12 < failed / len(schedules) < 0.18
-    stopping = sum(1 for steps in schedules if steps and any(s == STOPPING for _, s in steps))
+    stopping = sum(1 for steps in schedules
+                   if steps and any(s == STATUS_STOPPING for _, s in steps))
     assert 0.55 < stopping / (len(schedules) - failed) < 0.85
 
 
@@ -379,7 +385,7 @@ def test_static_world_streams_forever_without_arrivals() -> None:
     clock = HandClock()
     world = World.static(50, seed=2, clock=clock)
     clock.now += 86400 * 30
-    assert world.count(STREAMING) == 50 == world.count()
+    assert world.count(STATUS_STREAMING) == 50 == world.count()
     assert len(world.running()) == 50
 
 
@@ -399,7 +405,7 @@ def test_demo_lifecycle_passes_every_state_within_about_ten_seconds() -> None:
 def test_status_can_be_set_by_hand() -> None:
     clock = HandClock()
     world = World.static(1, clock=clock)
-    task_id = world.add_task(status=STREAMING, room_id="room_x", stream_id="stream_x")
+    task_id = world.add_task(status=STATUS_STREAMING, room_id="room_x", stream_id="stream_x")
     view = world.get(task_id)
     assert view is not None and (view.room_id, view.stream_id, view.pinned) == (
         "room_x", "stream_x", True)
@@ -409,12 +415,12 @@ def test_status_can_be_set_by_hand() -> None:
     assert (world.get(task_id) or view).status == 7
     world.stream(task_id)
     world.stop(task_id)
-    assert (world.get(task_id) or view).status == STOPPING
+    assert (world.get(task_id) or view).status == STATUS_STOPPING
     clock.now += 5.0
-    assert (world.get(task_id) or view).status == STOPPED
+    assert (world.get(task_id) or view).status == STATUS_STOPPED
     clock.now += 60.0
     assert world.get(task_id) is None
-    other = world.add_task(status=STREAMING)
+    other = world.add_task(status=STATUS_STREAMING)
     world.remove(other)
     assert world.get(other) is None
     with pytest.raises(KeyError):
@@ -426,22 +432,22 @@ def test_the_showcase_stopped_task_streams_first_then_stops() -> None:
     world = World(tasks=0, arrival_rate=0.0, clock=clock)
     [stopped] = world.add_showcase(stop_after=4.0)["stopped"]
     view = world.get(stopped)
-    assert view is not None and view.status == STREAMING
+    assert view is not None and view.status == STATUS_STREAMING
     clock.now += 4.0
     view = world.get(stopped)
-    assert view is not None and view.status == STOPPED
+    assert view is not None and view.status == STATUS_STOPPED
     clock.now += 1e6
     assert world.get(stopped) is not None  # stays stopped: pinned
     other = World(tasks=0, clock=clock)
     [at_once] = other.add_showcase(stop_after=0)["stopped"]
     view = other.get(at_once)
-    assert view is not None and view.status == STOPPED
+    assert view is not None and view.status == STATUS_STOPPED
 
 
 def test_long_gone_tasks_are_forgotten() -> None:
     clock = HandClock()
     world = World(seed=1, tasks=0, arrival_rate=0.0, clock=clock, prune_after=300.0)
-    task_id = world.add_task(status=STREAMING)
+    task_id = world.add_task(status=STATUS_STREAMING)
     world.remove(task_id)
     clock.now += 299
     assert world.schedule(task_id) is not None
@@ -503,7 +509,7 @@ def test_admin_api_controls_tasks(sim: Simulator, secret: Secret) -> None:
     # Without a Status the task follows the world's lifecycle: the static world's streams
     # from its creation on.
     followed = admin(sim, "GET", f"tasks/{admin(sim, 'POST', 'tasks', {}).json()['TaskId']}")
-    assert (followed.json()["Status"], followed.json()["Pinned"]) == (STREAMING, False)
+    assert (followed.json()["Status"], followed.json()["Pinned"]) == (STATUS_STREAMING, False)
 
 
 @pytest.mark.parametrize(
@@ -637,7 +643,7 @@ def test_empty_list_fault_sends_an_empty_list_in_each_form(
     with Simulator(app_id, secret, world=World(tasks=0, arrival_rate=0.0),
                    faults=Faults(empty_list=EmptyList(form=form))) as sim:
         doc = call(sim, secret, ACTION_QUERY_TASKS)
-        sim.world.add_task(status=STREAMING)
+        sim.world.add_task(status=STATUS_STREAMING)
         unchanged = call(sim, secret, ACTION_QUERY_TASKS)  # only an empty list changes
     assert {k: v for k, v in doc.items() if k == "Data"} == data
     assert len(unchanged["Data"]["TaskList"]) == 1
@@ -756,7 +762,7 @@ def test_30_simultaneous_requests_see_exactly_10_accepted(app_id: int, secret: S
 
 def test_limiter_is_a_strict_sliding_window_that_does_not_count_rejections() -> None:
     clock = HandClock(0.0)
-    limiter = SlidingWindowLimiter(3, monotonic=clock)
+    limiter = GatewayLimiter(3, monotonic=clock)
 
     def at(moment: float, action: str = "A") -> bool:
         clock.now = moment
@@ -772,16 +778,16 @@ def test_limiter_is_a_strict_sliding_window_that_does_not_count_rejections() -> 
 
 def test_limiter_limits_per_action_and_zero_means_unlimited() -> None:
     clock = HandClock(0.0)
-    limiter = SlidingWindowLimiter({"A": 1, "B": 0}, default=2, monotonic=clock)
+    limiter = GatewayLimiter({"A": 1, "B": 0}, default=2, monotonic=clock)
     assert [limiter.acquire("A")[0] for _ in range(2)] == [True, False]
     assert all(limiter.acquire("B")[0] for _ in range(100))
     assert [limiter.acquire("C")[0] for _ in range(3)] == [True, True, False]
     with pytest.raises(ValueError):
-        SlidingWindowLimiter(-1)
+        GatewayLimiter(-1)
 
 
 def test_limiter_is_exact_across_threads() -> None:
-    limiter = SlidingWindowLimiter(10, monotonic=lambda: 0.0)
+    limiter = GatewayLimiter(10, monotonic=lambda: 0.0)
     accepted: list[bool] = []
     lock = threading.Lock()
 

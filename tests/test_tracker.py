@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from zego_exporter.responses import TaskStatus
-from zego_exporter.tracker import RefreshPolicy, Tracker, state_of
+from zego_exporter.states import state_of
+from zego_exporter.tracker import RefreshPolicy, Tracker
 
 T0 = 1_750_000_000.0
 
@@ -110,7 +111,7 @@ def test_failed_lookups_back_off_and_keep_the_last_good_data() -> None:
     for _ in range(5):
         clock.now += 1000
         assert drain(tracker) == ["a"]
-        tracker.record_lookup_failure("a", "timeout")
+        tracker.record_lookup_failure("a")
         due_in = tracker.next_due_in()
         assert due_in is not None
         waits.append(due_in)
@@ -269,7 +270,7 @@ def test_first_round_is_done_when_every_configured_task_was_asked() -> None:
     drain(tracker)
     tracker.record_lookup(status("a", 3))
     assert not tracker.first_round_done()
-    tracker.record_lookup_failure("b", "timeout")
+    tracker.record_lookup_failure("b")
     assert tracker.first_round_done()
 
 
@@ -465,7 +466,7 @@ class StateRules(RuleBasedStateMachine):
 
     @rule(task_id=st.sampled_from(TASKS))
     def lookup_failed(self, task_id: str) -> None:
-        self.tracker.record_lookup_failure(task_id, "timeout")
+        self.tracker.record_lookup_failure(task_id)
         self.asked.pop(task_id, None)
 
     @rule(seconds=st.floats(0, 100))

@@ -33,7 +33,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from zego_exporter import __version__
-from zego_exporter.tracker import SOURCES, STATES, RefreshPolicy, Snapshot
+from zego_exporter.states import STATES
+from zego_exporter.tracker import SOURCES, RefreshPolicy, Snapshot
 
 PREFIX = "zego_digital_human_"
 TASK_LABELS = ("task_id", "room_id", "stream_id")

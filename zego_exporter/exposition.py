@@ -22,7 +22,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from zego_exporter.collector import PREFIX, ZegoCollector
-from zego_exporter.tracker import STATES, Snapshot, TaskView
+from zego_exporter.states import STATES
+from zego_exporter.tracker import Snapshot, TaskView
 
 _ONE, _ZERO = "1.0", "0.0"
 _EOF = "# EOF\n"

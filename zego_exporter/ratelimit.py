@@ -32,12 +32,11 @@ def _default_wait(condition: threading.Condition, timeout: float | None) -> obje
 class Permit:
     """The right to start one request. Call `release` when its answer (or failure) arrived."""
 
-    __slots__ = ("_limiter", "_token", "started_at")
+    __slots__ = ("_limiter", "_token")
 
-    def __init__(self, limiter: SlidingWindowLimiter, token: int, started_at: float) -> None:
+    def __init__(self, limiter: SlidingWindowLimiter, token: int) -> None:
         self._limiter = limiter
         self._token = token
-        self.started_at = started_at
 
     def release(self, answered_at: float | None = None) -> None:
         """Hold the slot until one window after the answer, then free it."""
@@ -103,10 +102,6 @@ class SlidingWindowLimiter:
     def paused_until(self) -> float:
         return self._paused_until
 
-    def in_flight(self) -> int:
-        with self._cond:
-            return sum(1 for until in self._busy_until.values() if until == _IN_FLIGHT)
-
     # -- taking and giving back slots --
 
     def try_acquire(self) -> Permit | None:
@@ -146,7 +141,7 @@ class SlidingWindowLimiter:
             return None
         token = next(self._tokens)
         self._busy_until[token] = _IN_FLIGHT
-        return Permit(self, token, now)
+        return Permit(self, token)
 
     def _next_change_locked(self, now: float) -> float | None:
         """When a waiter might next get a slot; None when only a release can free one."""

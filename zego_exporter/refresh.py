@@ -222,7 +222,7 @@ class Refresher:
             log.exception("unexpected error looking up task %s", task_id)
         finally:
             if outcome not in ("0", "400000005"):
-                self._tracker.record_lookup_failure(task_id, outcome)
+                self._tracker.record_lookup_failure(task_id)
 
     def discover(self, permit: Permit) -> None:
         """One discovery round started under `permit`: list the running tasks, record them (or

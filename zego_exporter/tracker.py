@@ -1,7 +1,7 @@
 """The task tracker: what the exporter knows about every task, and which one to refresh next.
 
 It keeps, per task, the last good data (as an immutable `TaskView`), when it was fetched, the
-last attempt and its outcome, consecutive failures, the sources that named it, and whether its
+last attempt, consecutive failures, the sources that named it, and whether its
 init failure has been counted; and it schedules refreshes: the stalest due task first, with
 refresh targets that depend on the task's state. It applies the contract's state rules for
 ended tasks: ZEGO's current docs describe GetStatus for running tasks only, so "task not found"
@@ -24,26 +24,21 @@ from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from zego_exporter.responses import TaskStatus, clean_fail_reason
+from zego_exporter.states import (
+    NOT_FOUND,
+    STATUS_STATES,
+    STATUS_STOPPED,
+    TERMINAL_STATES,
+    UNKNOWN,
+    state_of,
+)
 
-STATUS_STATES: Final = {
-    1: "initializing",
-    2: "init_failed",
-    3: "streaming",
-    4: "stopping",
-    5: "stopped",
-}
-STATUS_STOPPED: Final = 5
-NOT_FOUND: Final = "not_found"
-UNKNOWN: Final = "unknown"
-STATES: Final = (*STATUS_STATES.values(), NOT_FOUND, UNKNOWN)
-TERMINAL_STATES: Final = frozenset({"init_failed", "stopped", NOT_FOUND})
 # Endings that a later "task not found" confirms rather than replaces.
 _KNOWN_ENDINGS: Final = frozenset({"init_failed", "stopped"})
 _FAST_STATES: Final = frozenset({"initializing", "stopping"})
 
 STATIC, FILE, DISCOVERED, CALLBACK = "static", "file", "discovered", "callback"
 SOURCES: Final = (STATIC, FILE, DISCOVERED, CALLBACK)
-CONFIGURED_SOURCES: Final = frozenset({STATIC, FILE})
 # Per task, the sources that name it are kept as bits of a small int: a set costs 216 bytes.
 _SOURCE_BIT: Final = {source: 1 << n for n, source in enumerate(SOURCES)}
 _CONFIGURED_BITS: Final = _SOURCE_BIT[STATIC] | _SOURCE_BIT[FILE]
@@ -52,10 +47,6 @@ _CONFIGURED_BITS: Final = _SOURCE_BIT[STATIC] | _SOURCE_BIT[FILE]
 # looked up before tasks that are merely due again.
 _URGENT, _ROUTINE = 0, 1
 _UNKNOWN_PAIR: Final = ("", "")
-
-
-def state_of(status: int) -> str:
-    return STATUS_STATES.get(status, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -82,10 +73,6 @@ class RefreshPolicy:
     def listed_grace(self) -> float:
         """Tasks in the running list need no lookup until discovery has missed them twice."""
         return 2 * self.discovery_interval + self.fast_interval
-
-    def max_age(self) -> float:
-        """The oldest non-terminal data may get without a backlog (for HELP texts)."""
-        return max(self.interval, self.listed_grace, self.callback_reconcile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +117,6 @@ class _Entry:
         "failures",
         "in_flight",
         "last_attempt",
-        "last_outcome",
         "listed",
         "priority",
         "scheduled",
@@ -150,7 +136,6 @@ class _Entry:
         self.in_flight = False
         self.attempts = 0
         self.last_attempt: float | None = None
-        self.last_outcome = ""
         self.failures = 0
         self.failure_counted = False
         self.terminal_since: float | None = None
@@ -211,7 +196,7 @@ class Tracker:
                 return
             now = self._clock()
             asked_at = entry.asked_at
-            self._attempted_locked(entry, now, "0")
+            self._attempted_locked(entry, now)
             if _predates_callback(entry, asked_at):
                 return
             self._store_locked(entry, result, now, source=None)
@@ -231,7 +216,7 @@ class Tracker:
                 return
             now = self._clock()
             asked_at = entry.asked_at
-            self._attempted_locked(entry, now, "400000005")
+            self._attempted_locked(entry, now)
             if _predates_callback(entry, asked_at):
                 return
             old = entry.view
@@ -248,14 +233,14 @@ class Tracker:
             entry.listed = False
             self._settle_terminal_locked(entry, now)
 
-    def record_lookup_failure(self, task_id: str, outcome: str) -> None:
+    def record_lookup_failure(self, task_id: str) -> None:
         """A lookup got no usable answer; the last good data stays as it was."""
         with self._lock:
             entry = self._entries.get(task_id)
             if entry is None:
                 return
             now = self._clock()
-            self._attempted_locked(entry, now, outcome)
+            self._attempted_locked(entry, now)
             entry.failures += 1
             old = entry.view
             if old.lookup_ok is not False:
@@ -473,12 +458,11 @@ class Tracker:
         entry = self._entries.pop(task_id)
         self._forget_pair_locked(entry.view)
 
-    def _attempted_locked(self, entry: _Entry, now: float, outcome: str) -> None:
+    def _attempted_locked(self, entry: _Entry, now: float) -> None:
         entry.in_flight = False
         entry.asked_at = None
         entry.attempts += 1
         entry.last_attempt = now
-        entry.last_outcome = outcome
 
     def _store_locked(
         self, entry: _Entry, result: TaskStatus, now: float, source: str | None,

@@ -9,9 +9,9 @@ found" (`ended_tasks="status-5"` keeps the older reading). Where the docs are si
 play the other readings: errors inside non-200 HTTP statuses (`ErrorStatus`), an empty list
 as `Data: null` (`EmptyList`), unreadable list entries (`BadEntries`), and an Action denied
 to the AppId (`ErrorCode(code=400010001, action=...)`). It is our own model of ZEGO, so the
-tests also run against an independent stand-in (tests/standin.py). The package imports
-nothing from the exporter beyond the client's own signing, error codes and Action names, and
-must never be used to reach the real API.
+tests also run against an independent stand-in (tests/support/standin.py). The package
+imports nothing from the exporter beyond the client's own signing, error codes and Action
+names and the Status numbers of states.py, and must never be used to reach the real API.
 
     with Simulator(app_id, Secret("..."), world=World.static(300)) as sim:
         client = ZegoClient(app_id, Secret("..."), sim.url)
@@ -75,20 +75,15 @@ from zego_exporter.simulator.faults import (
     Slow,
     WrongTypes,
 )
-from zego_exporter.simulator.gateway import SlidingWindowLimiter, check_common_params
+from zego_exporter.simulator.gateway import GatewayLimiter, check_common_params
 from zego_exporter.simulator.server import Simulator
 from zego_exporter.simulator.stats import ActionStats, LoggedRequest, Stats
 from zego_exporter.simulator.world import (
     FAIL_REASONS,
-    INIT_FAILED,
-    INITIALIZING,
     LIFECYCLES,
-    STOPPED,
-    STOPPING,
-    STREAMING,
     UNEXPECTED_STATUS,
     Lifecycle,
-    TaskView,
+    TaskRecord,
     World,
 )
 
@@ -97,13 +92,8 @@ __all__ = [
     "ENDED_STATUS_5",
     "ENDED_TASKS",
     "FAIL_REASONS",
-    "INITIALIZING",
-    "INIT_FAILED",
     "LIFECYCLES",
     "RETRY_GAPS",
-    "STOPPED",
-    "STOPPING",
-    "STREAMING",
     "UNEXPECTED_STATUS",
     "ActionStats",
     "Attempt",
@@ -119,6 +109,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "Faults",
+    "GatewayLimiter",
     "HtmlPage",
     "HttpStatus",
     "Latency",
@@ -127,10 +118,9 @@ __all__ = [
     "MalformedJson",
     "Oversized",
     "Simulator",
-    "SlidingWindowLimiter",
     "Slow",
     "Stats",
-    "TaskView",
+    "TaskRecord",
     "World",
     "WrongTypes",
     "check_common_params",

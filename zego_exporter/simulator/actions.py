@@ -20,7 +20,8 @@ from typing import Any
 from zego_exporter.errors import CODE_OK, CODE_TASK_NOT_FOUND
 from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS
 from zego_exporter.simulator.gateway import message_for
-from zego_exporter.simulator.world import INIT_FAILED, STOPPED, World
+from zego_exporter.simulator.world import World
+from zego_exporter.states import STATUS_INIT_FAILED, STATUS_STOPPED
 
 CODE_INVALID_PARAMETER = 400000001
 
@@ -58,11 +59,11 @@ def get_task_status(world: World, request: dict[str, Any] | None,
     if not isinstance(task_id, str) or not task_id:
         return _invalid("TaskId is required and must be a non-empty string")
     task = world.get(task_id)
-    if task is None or (task.status == STOPPED and ended == ENDED_NOT_FOUND):
+    if task is None or (task.status == STATUS_STOPPED and ended == ENDED_NOT_FOUND):
         return Answer(CODE_TASK_NOT_FOUND, message_for(CODE_TASK_NOT_FOUND))
     data: dict[str, Any] = {"Status": task.status, "RoomId": task.room_id,
                             "StreamId": task.stream_id, "CreateTime": task.create_time}
-    if task.status == INIT_FAILED:
+    if task.status == STATUS_INIT_FAILED:
         data["FailReason"] = task.fail_reason
     return Answer(CODE_OK, message_for(CODE_OK), data)
 

@@ -31,7 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zego_exporter.signing import Secret, callback_signature, new_nonce
-from zego_exporter.simulator.world import INIT_FAILED, World
+from zego_exporter.simulator.world import World
+from zego_exporter.states import STATUS_INIT_FAILED
 
 _log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ class CallbackSender:
                 self._last_event_ms[task.task_id] = event_ms
                 detail: dict[str, Any] = {"Status": status, "RoomId": task.room_id,
                                           "StreamId": task.stream_id}
-                if status == INIT_FAILED:
+                if status == STATUS_INIT_FAILED:
                     detail["FailReason"] = task.fail_reason
                 self._enqueue(self._signed({
                     "AppId": self._app_id, "EventType": EVENT_TASK_STATUS,

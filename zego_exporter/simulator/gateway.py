@@ -2,7 +2,7 @@
 
 `check_common_params` applies ZEGO's gateway checks in the documented order and returns the
 Code and Message of the first failure (CODE_OK when the request may pass), and
-`SlidingWindowLimiter` is the strict per-Action sliding one-second window, counted when a
+`GatewayLimiter` is the strict per-Action sliding one-second window, counted when a
 request arrives at it. Both are pure logic over their inputs and an injected clock: they do
 no I/O, and the server secret is only ever handed to `api_signature`, never kept or shown.
 """
@@ -121,7 +121,7 @@ def _fail(code: int) -> tuple[int, str]:
     return code, message_for(code)
 
 
-class SlidingWindowLimiter:
+class GatewayLimiter:
     """At most `limit` accepted requests per Action in any `window` seconds; thread-safe.
 
     A request is stamped with the monotonic clock when it reaches the limiter, under the

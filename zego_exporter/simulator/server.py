@@ -44,7 +44,7 @@ from zego_exporter.simulator.faults import (
 )
 from zego_exporter.simulator.gateway import (
     CODE_BODY_UNREADABLE,
-    SlidingWindowLimiter,
+    GatewayLimiter,
     check_common_params,
     message_for,
 )
@@ -79,7 +79,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.simulator = simulator
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, _SimulatorHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -108,7 +108,7 @@ class _HttpServer(ThreadingHTTPServer):
                        exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "zego-simulator"
     sys_version = ""
@@ -216,7 +216,7 @@ class Simulator:
         self._monotonic = monotonic
         self.world = world if world is not None else World(seed=seed, clock=clock)
         self.injector = FaultInjector(faults, seed=seed)
-        self.limiter = SlidingWindowLimiter(qps, monotonic=monotonic)
+        self.limiter = GatewayLimiter(qps, monotonic=monotonic)
         self.stats = Stats(log_size)
         self._stopping = threading.Event()
         self._state_lock = threading.Lock()
@@ -354,8 +354,8 @@ class Simulator:
     def __enter__(self) -> Simulator:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(self, _kind: type[BaseException] | None, _error: BaseException | None,
+                 _traceback: TracebackType | None) -> None:
         self.stop()
 
     # -- control from Python -------------------------------------------------------------
@@ -403,7 +403,7 @@ class Simulator:
 
     # -- requests ------------------------------------------------------------------------
 
-    def handle(self, handler: _Handler, method: str) -> None:
+    def handle(self, handler: _SimulatorHandler, method: str) -> None:
         received = self._monotonic()
         url = urlsplit(handler.path)
         if url.path == "/admin" or url.path.startswith("/admin/"):
@@ -419,7 +419,7 @@ class Simulator:
             handler.send(405, b"method not allowed: POST signed requests\n",
                          "text/plain; charset=utf-8")
 
-    def _api(self, handler: _Handler, query: str, received: float) -> None:
+    def _api(self, handler: _SimulatorHandler, query: str, received: float) -> None:
         params = {key: values[0] for key, values in
                   parse_qs(query, keep_blank_values=True).items()}
         action = params.get("Action", "")
@@ -484,8 +484,8 @@ class Simulator:
         self._finish(handler, entry, str(code), decision,
                      (status, payload, "application/json; charset=utf-8"))
 
-    def _finish(self, handler: _Handler, entry: LoggedRequest, code: str, decision: Decision,
-                answer: tuple[int, bytes, str] | None) -> None:
+    def _finish(self, handler: _SimulatorHandler, entry: LoggedRequest, code: str,
+                decision: Decision, answer: tuple[int, bytes, str] | None) -> None:
         """Record the request, wait out any delay fault, then answer (None: hang up)."""
         # Recorded before answering, so whoever reads the stats after the answer sees it.
         self.stats.record(replace(entry, code=code))
@@ -505,7 +505,7 @@ class Simulator:
 
     # -- admin API -----------------------------------------------------------------------
 
-    def _admin(self, handler: _Handler, method: str, path: str,
+    def _admin(self, handler: _SimulatorHandler, method: str, path: str,
                query: dict[str, list[str]]) -> None:
         parts = [unquote(part) for part in path.split("/") if part][1:]
         body = handler.read_body()

@@ -19,16 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-INITIALIZING = 1
-INIT_FAILED = 2
-STREAMING = 3
-STOPPING = 4
-STOPPED = 5
+from zego_exporter.states import (
+    RUNNING_STATUSES,
+    STATUS_INIT_FAILED,
+    STATUS_INITIALIZING,
+    STATUS_STOPPED,
+    STATUS_STOPPING,
+    STATUS_STREAMING,
+)
+
 UNEXPECTED_STATUS = 7
 """A Status ZEGO does not document, for showing the exporter's `unknown` state."""
-
-RUNNING_STATUSES = frozenset({INITIALIZING, STREAMING})
-"""The statuses QueryDigitalHumanStreamTasks lists."""
 
 FAIL_REASONS = (
     "digital human model load timeout",
@@ -116,7 +117,7 @@ LIFECYCLES: dict[str, Lifecycle] = {
 """Named lifecycles, for command-line options."""
 
 
-class TaskView(NamedTuple):
+class TaskRecord(NamedTuple):
     """One task as the API would describe it at one moment (a tuple: cheap by the 100,000)."""
 
     task_id: str
@@ -125,7 +126,7 @@ class TaskView(NamedTuple):
     create_time: int
     status: int
     fail_reason: str = ""
-    """Set only when status is INIT_FAILED."""
+    """Set only when status is STATUS_INIT_FAILED."""
     pinned: bool = False
     """True when the status was set by hand and no longer follows the lifecycle."""
 
@@ -134,7 +135,7 @@ class TaskView(NamedTuple):
             "TaskId": self.task_id, "RoomId": self.room_id, "StreamId": self.stream_id,
             "CreateTime": self.create_time, "Status": self.status, "Pinned": self.pinned,
         }
-        if self.status == INIT_FAILED:
+        if self.status == STATUS_INIT_FAILED:
             doc["FailReason"] = self.fail_reason
         return doc
 
@@ -176,9 +177,9 @@ class _Task:
             status = later
         return status
 
-    def view(self, status: int) -> TaskView:
-        return TaskView(self.task_id, self.room_id, self.stream_id, int(self.created), status,
-                        self.fail_reason if status == INIT_FAILED else "", self.pinned)
+    def view(self, status: int) -> TaskRecord:
+        return TaskRecord(self.task_id, self.room_id, self.stream_id, int(self.created), status,
+                        self.fail_reason if status == STATUS_INIT_FAILED else "", self.pinned)
 
 
 def _within(span: Span, draw: float) -> float:
@@ -259,7 +260,7 @@ class World:
 
     # -- reading -------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> TaskView | None:
+    def get(self, task_id: str) -> TaskRecord | None:
         """The task as GetDigitalHumanStreamTaskStatus sees it now; None means not found."""
         with self._lock:
             now = self._advance()
@@ -267,11 +268,11 @@ class World:
             status = task.status_at(now) if task is not None else None
             return task.view(status) if task is not None and status is not None else None
 
-    def running(self) -> list[TaskView]:
+    def running(self) -> list[TaskRecord]:
         """The tasks QueryDigitalHumanStreamTasks lists now: Status 1 or 3."""
         return self.tasks(statuses=RUNNING_STATUSES)
 
-    def tasks(self, statuses: frozenset[int] | None = None) -> list[TaskView]:
+    def tasks(self, statuses: frozenset[int] | None = None) -> list[TaskRecord]:
         """Every task that exists now (optionally only those in `statuses`), oldest first."""
         with self._lock:
             now = self._advance()
@@ -351,8 +352,8 @@ class World:
                 identity = self._new_identity(self._manual_rng)
                 reason = fail_reason if fail_reason is not None else FAIL_REASONS[0]
                 task = _Task(identity, created, times=(created,), statuses=(status,),
-                             gone_at=math.inf,
-                             fail_reason=reason if status == INIT_FAILED else "", pinned=True)
+                             gone_at=math.inf, pinned=True,
+                             fail_reason=reason if status == STATUS_INIT_FAILED else "")
             if task_id is not None:
                 if not task_id or task_id in self._tasks:
                     raise ValueError(f"TaskId {task_id!r} is empty or already exists")
@@ -376,18 +377,18 @@ class World:
             created = min(task.created, now)
             task.created = created
             task.times, task.statuses, task.gone_at = (created,), (status,), math.inf
-            if status == INIT_FAILED:
+            if status == STATUS_INIT_FAILED:
                 task.fail_reason = fail_reason or task.fail_reason or FAIL_REASONS[0]
             task.pinned = True
         self._changed()
 
     def fail(self, task_id: str, reason: str | None = None) -> None:
         """Pin the task to init_failed (Status 2) with `reason` as its FailReason."""
-        self.set_status(task_id, INIT_FAILED, reason)
+        self.set_status(task_id, STATUS_INIT_FAILED, reason)
 
     def stream(self, task_id: str) -> None:
         """Pin the task to streaming (Status 3)."""
-        self.set_status(task_id, STREAMING)
+        self.set_status(task_id, STATUS_STREAMING)
 
     def stop(self, task_id: str) -> None:
         """Stop the task as StopDigitalHumanStreamTask would: stopping, stopped, then gone.
@@ -400,10 +401,10 @@ class World:
             lifecycle = self._lifecycle
             stopped_at = now + _within(lifecycle.stopping, self._manual_rng.random())
             gone_at = stopped_at + _within(lifecycle.stopped, self._manual_rng.random())
-            current = task.status_at(now) or STREAMING
+            current = task.status_at(now) or STATUS_STREAMING
             task.created = min(task.created, now)
             task.times = (task.created, now, stopped_at)
-            task.statuses = (current, STOPPING, STOPPED)
+            task.statuses = (current, STATUS_STOPPING, STATUS_STOPPED)
             task.gone_at = gone_at
             task.pinned = False
         self._changed()
@@ -428,13 +429,14 @@ class World:
         A "not_found" TaskId never existed. Hand-made tasks draw from their own RNG, so the
         seeded tasks and arrivals stay the same.
         """
-        pinned = {"initializing": INITIALIZING, "init_failed": INIT_FAILED,
-                  "streaming": STREAMING, "stopping": STOPPING,
+        pinned = {"initializing": STATUS_INITIALIZING, "init_failed": STATUS_INIT_FAILED,
+                  "streaming": STATUS_STREAMING, "stopping": STATUS_STOPPING,
                   "unknown": UNEXPECTED_STATUS}
         ids: dict[str, list[str]] = {state: [] for state in (*pinned, "stopped", "not_found")}
         for n in range(per_state):
             for state, status in pinned.items():
-                reason = FAIL_REASONS[n % len(FAIL_REASONS)] if status == INIT_FAILED else None
+                reason = (FAIL_REASONS[n % len(FAIL_REASONS)]
+                          if status == STATUS_INIT_FAILED else None)
                 ids[state].append(self.add_task(status=status, fail_reason=reason))
             ids["stopped"].append(self._add_stopping_later(stop_after))
             with self._lock:
@@ -449,8 +451,8 @@ class World:
             raise ValueError(f"stop_after must be >= 0 seconds, got {stop_after}")
         with self._lock:
             now = self._advance()
-            times, statuses = ((now,), (STOPPED,)) if stop_after == 0 else (
-                (now, now + stop_after), (STREAMING, STOPPED))
+            times, statuses = ((now,), (STATUS_STOPPED,)) if stop_after == 0 else (
+                (now, now + stop_after), (STATUS_STREAMING, STATUS_STOPPED))
             task = _Task(self._new_identity(self._manual_rng), now, times=times,
                          statuses=statuses, gone_at=math.inf, pinned=True)
             self._insert(task)
@@ -505,14 +507,17 @@ class World:
             reason = FAIL_REASONS[int(draw[2] * len(FAIL_REASONS))]
             gone = ready + _within(lifecycle.init_failed, draw[3])
             return _Task(identity, created, times=(created, ready),
-                         statuses=(INITIALIZING, INIT_FAILED), gone_at=gone, fail_reason=reason)
+                         statuses=(STATUS_INITIALIZING, STATUS_INIT_FAILED), gone_at=gone,
+                         fail_reason=reason)
         ends = ready + _log_within(lifecycle.streaming, draw[4])
         if draw[5] < lifecycle.stopping_rate:
             stopped = ends + _within(lifecycle.stopping, draw[6])
             times: tuple[float, ...] = (created, ready, ends, stopped)
-            statuses: tuple[int, ...] = (INITIALIZING, STREAMING, STOPPING, STOPPED)
+            statuses: tuple[int, ...] = (STATUS_INITIALIZING, STATUS_STREAMING,
+                                         STATUS_STOPPING, STATUS_STOPPED)
         else:
             stopped = ends
-            times, statuses = (created, ready, ends), (INITIALIZING, STREAMING, STOPPED)
+            times = (created, ready, ends)
+            statuses = (STATUS_INITIALIZING, STATUS_STREAMING, STATUS_STOPPED)
         gone = stopped + _within(lifecycle.stopped, draw[7])
         return _Task(identity, created, times=times, statuses=statuses, gone_at=gone)
