@@ -33,7 +33,7 @@ from conftest import APP_ID, SECRET_TEXT
 from prometheus_client.parser import text_string_to_metric_families
 
 from zego_exporter.callback import REJECTED_LOG_EVERY, CallbackReceiver
-from zego_exporter.cli import _serve_config, main, serve
+from zego_exporter.cli import cli, main
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.responses import ACTION_GET_STATUS, TaskStatus
 from zego_exporter.signing import Secret, callback_signature
@@ -743,12 +743,26 @@ def test_the_simulator_admin_api_shows_and_sets_callback_faults() -> None:
 # -- command line --------------------------------------------------------------------------------
 
 def test_serve_has_a_callback_reconcile_interval_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = ["--zego.app-id", "1", "--zego.server-secret", "x" * 32]
-    ctx = serve.make_context("serve", list(base))
-    assert _serve_config(ctx.params).policy.callback_reconcile == 300
+    class Built(Exception):
+        """Raised in the exporter's place: the configuration is all this test wants."""
+
+    configs: list[ExporterConfig] = []
+
+    def record(config: ExporterConfig) -> None:
+        configs.append(config)
+        raise Built
+
+    monkeypatch.setattr("zego_exporter.cli.Exporter", record)
+    monkeypatch.setattr("zego_exporter.cli.logsetup.configure", lambda *a, **k: None)
+    for key in [key for key in os.environ if key.startswith("ZEGO_")]:
+        monkeypatch.delenv(key)
+    args = ["serve", "--zego.app-id", "1", "--zego.server-secret", "x" * 32]
+    with pytest.raises(Built):
+        cli.main(args=args, standalone_mode=False)
     monkeypatch.setenv("ZEGO_REFRESH_CALLBACK_INTERVAL", "2m30s")
-    ctx = serve.make_context("serve", list(base))
-    assert _serve_config(ctx.params).policy.callback_reconcile == 150
+    with pytest.raises(Built):
+        cli.main(args=args, standalone_mode=False)
+    assert [config.policy.callback_reconcile for config in configs] == [300, 150]
 
 
 def test_simulate_wants_a_secret_with_a_callback_url(

@@ -1,131 +1,63 @@
 """The command line: `serve`, `check`, `simulate` and `demo`, with every flag's environment twin.
 
-It turns flags into configuration values, reports bad ones in one line with exit code 2 (never
-a traceback, never the secret), and hands over to the exporter, the client or the simulator.
-Nothing else in the package imports this module.
+Only the click wiring lives here: flags and their help, which parser reads each value
+(config.py), one-line usage errors with exit code 2 (never a traceback, never the secret), and
+the hand-over to the exporter, the `check` workflow (check.py) or the simulator. Nothing else
+in the package imports this module.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
 from zego_exporter import __version__
+from zego_exporter import config as parse
 from zego_exporter import log as logsetup
-from zego_exporter.client import DEFAULT_API_URL, ZegoClient
-from zego_exporter.errors import TaskNotFound, ZegoError
+from zego_exporter.check import CheckFailed, run_check
+from zego_exporter.client import DEFAULT_API_URL
+from zego_exporter.config import ConfigError, Connection, ServeOptions, exporter_config
 from zego_exporter.exporter import Exporter, ExporterConfig
-from zego_exporter.ratelimit import SlidingWindowLimiter
-from zego_exporter.responses import TaskStatus, clean_fail_reason
 from zego_exporter.signing import Secret
-from zego_exporter.sources import TaskFileError, TaskIdError, check_task_id, split_task_ids
-from zego_exporter.tracker import NOT_FOUND, RefreshPolicy, state_of
-from zego_exporter.web import ListenAddressError, parse_listen_address
+from zego_exporter.sources import TaskFileError
+from zego_exporter.tracker import RefreshPolicy
 from zego_exporter.webconfig import WebConfigError
 
 log = logging.getLogger("zego_exporter.cli")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-MAX_SECRET_CHARS = 4096
-
-
-class ConfigError(Exception):
-    """A flag or environment value that cannot work; shown as one line, exit code 2."""
+T = TypeVar("T")
+V = TypeVar("V")
 
 
-# -- parameter values --
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Go-style durations (`30s`, `1m30s`, `500ms`, `1h`) or plain seconds; ValueError if not."""
-    text = text.strip()
-    problem = f"{text!r} is not a duration: write e.g. 30s, 5m, 1h30m or 500ms"
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(problem) from None
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if not math.isfinite(seconds):  # float() takes "nan" and "inf"; timers do not
-        raise ValueError(problem)
-    return seconds
+def _parsed(parser: Callable[[V], T]) -> Callable[[click.Context, click.Parameter, V | None],
+                                                 T | None]:
+    """A click callback that reads a value with one of config.py's parsers."""
+    def callback(_ctx: click.Context, _param: click.Parameter, value: V | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parser(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return callback
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if seconds < 0:
-        raise click.BadParameter(f"{value!r} is negative: write e.g. 30s, 5m or 0s")
-    return seconds
-
-
-def _positive_duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    seconds = _duration(ctx, param, value)
-    if seconds <= 0:
-        raise click.BadParameter(f"{value!r} must be longer than 0s: write e.g. 5s")
-    return seconds
-
-
-def _app_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit() and 1 <= int(text) <= 2**32 - 1:
-        return int(text)
-    # A long value may be the server secret given in the AppId's place: never echo it.
-    shown = repr(value) if len(value) <= 12 else f"a value of {len(value)} characters"
-    raise click.BadParameter(f"{shown} is not an AppId: use your project's AppId from the ZEGO "
-                             "console, a number from 1 to 4294967295")
-
-
-def _qps(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
-    try:
-        qps = float(value)
-    except ValueError:
-        qps = math.nan
-    if not 0 < qps < math.inf:
-        raise click.BadParameter(f"{value!r} is not a number of requests per second above 0: "
-                                 "write e.g. 10 (ZEGO's limit per AppId) or 2.5")
-    return qps
-
-
-def _task_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
-    tuple[str, ...]
-):
+def _task_ids(given: tuple[str, ...]) -> tuple[str, ...]:
     """--task-id values, or else ZEGO_TASK_IDS split on commas and whitespace; all checked."""
-    given = list(value) or split_task_ids(os.environ.get("ZEGO_TASK_IDS", ""))
-    try:
-        return tuple(dict.fromkeys(check_task_id(task_id) for task_id in given))
-    except TaskIdError as exc:
-        raise click.BadParameter(str(exc) if value else f"{exc} (in ZEGO_TASK_IDS)") from None
+    return parse.task_ids(given, os.environ.get("ZEGO_TASK_IDS", ""))
 
 
-def _checked_ids(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> (
-    tuple[str, ...]
-):
-    try:
-        return tuple(check_task_id(task_id) for task_id in value)
-    except TaskIdError as exc:
-        raise click.BadParameter(str(exc)) from None
+_duration = _parsed(parse.duration)
+_positive_duration = _parsed(parse.positive_duration)
 
 
 # -- shared option groups --
@@ -134,7 +66,7 @@ def zego_options(command: F) -> F:
     """The `--zego.*` connection flags, shared by `serve` and `check`."""
     options = [
         click.option("--zego.app-id", "app_id", envvar="ZEGO_APP_ID", show_envvar=True,
-                     metavar="APPID", callback=_app_id,
+                     metavar="APPID", callback=_parsed(parse.app_id),
                      help="Your project's AppId (ZEGO console), a number. Required."),
         click.option("--zego.server-secret", "server_secret", envvar="ZEGO_SERVER_SECRET",
                      show_envvar=True, metavar="SECRET",
@@ -149,7 +81,7 @@ def zego_options(command: F) -> F:
                      help="Base URL of the ZEGO Digital Human server API (overseas hosts "
                           "come from ZEGO support)."),
         click.option("--zego.qps", "qps", envvar="ZEGO_QPS", show_envvar=True, default="10",
-                     show_default=True, metavar="QPS", callback=_qps,
+                     show_default=True, metavar="QPS", callback=_parsed(parse.qps),
                      help="Requests per second allowed for each Action. ZEGO allows 10 per "
                           "AppId; lower it when other programs (or replicas) share the AppId."),
         click.option("--zego.timeout", "timeout", envvar="ZEGO_TIMEOUT", show_envvar=True,
@@ -172,54 +104,6 @@ def log_options(command: F) -> F:
         help="Only log messages with this severity or above.")(command)
 
 
-def _read_secret(flag_value: str | None, file_value: str | None, what: str, flag: str,
-                 env: str, required: bool) -> Secret | None:
-    if flag_value and file_value:
-        raise ConfigError(f"both {flag} and {flag}-file are set: give only one of them")
-    if file_value:
-        try:
-            with open(file_value, encoding="utf-8") as handle:
-                # Bounded: a path such as /dev/zero must not read on until memory runs out.
-                text = handle.read(MAX_SECRET_CHARS + 1).rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {what} file {file_value}: "
-                              f"{exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{what} file {file_value} is not UTF-8 text") from None
-        if not text.strip():
-            raise ConfigError(f"{what} file {file_value} is empty")
-        if len(text) > MAX_SECRET_CHARS:
-            raise ConfigError(f"{what} file {file_value} is longer than {MAX_SECRET_CHARS} "
-                              "characters: it must hold the secret only")
-        return Secret(text)
-    if flag_value:
-        return Secret(flag_value)
-    if required:
-        raise ConfigError(f"the {what} is missing: set {env}_FILE (a file) or {env}, "
-                          f"or pass {flag}-file or {flag}")
-    return None
-
-
-def _valid_port(url: str) -> bool:
-    try:
-        return urlsplit(url).port != 0
-    except ValueError:  # not a number, or above 65535
-        return False
-
-
-def _connection(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
-                api_url: str) -> tuple[int, Secret]:
-    if app_id is None:
-        raise ConfigError("the AppId is missing: set ZEGO_APP_ID or pass --zego.app-id")
-    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", api_url) or not _valid_port(api_url):
-        raise ConfigError(f"--zego.api-url {api_url!r} is not an http(s) URL: write e.g. "
-                          f"{DEFAULT_API_URL}")
-    secret = _read_secret(server_secret, server_secret_file, "server secret",
-                          "--zego.server-secret", "ZEGO_SERVER_SECRET", required=True)
-    assert secret is not None
-    return app_id, secret
-
-
 def _secrets_of(*values: Secret | None) -> list[str]:
     return [v.reveal() for v in values if v is not None]
 
@@ -237,7 +121,7 @@ def cli() -> None:
 
 @cli.command()
 @zego_options
-@click.option("--task-id", "task_ids", multiple=True, callback=_task_ids,
+@click.option("--task-id", "task_ids", multiple=True, callback=_parsed(_task_ids),
               help="A TaskId to watch (repeatable).  [env var: ZEGO_TASK_IDS, TaskIds "
                    "separated by commas or spaces]")
 @click.option("--task-file", envvar="ZEGO_TASK_FILE", show_envvar=True, metavar="PATH",
@@ -294,10 +178,27 @@ def cli() -> None:
               show_default=True, callback=_duration,
               help="Longest a scrape waits for due lookups before serving the cache.")
 @log_options
-def serve(**options: Any) -> None:
+def serve(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
+          api_url: str, qps: float, timeout: float, task_ids: tuple[str, ...],
+          task_file: str | None, discovery: bool, discovery_interval: float,
+          refresh_interval: float, fast_interval: float, workers: int, idle_after: float,
+          callback_interval: float, retention: float, callback_secret: str | None,
+          callback_secret_file: str | None, callback_path: str, listen_address: str,
+          telemetry_path: str, web_config_file: str | None, max_scrape_wait: float,
+          log_level: str, log_format: str) -> None:
     """Run the exporter (the main job)."""
-    config = _serve_config(options)
-    logsetup.configure(options["log_level"], options["log_format"],
+    config = exporter_config(ServeOptions(
+        connection=Connection(app_id, server_secret, server_secret_file, api_url, qps, timeout),
+        task_ids=task_ids, task_file=task_file, discovery=discovery,
+        discovery_interval=discovery_interval, refresh_interval=refresh_interval,
+        fast_interval=fast_interval, workers=workers, idle_after=idle_after,
+        callback_interval=callback_interval, retention=retention,
+        callback_secret=callback_secret, callback_secret_file=callback_secret_file,
+        callback_path=callback_path, listen_address=listen_address,
+        telemetry_path=telemetry_path, web_config_file=web_config_file,
+        max_scrape_wait=max_scrape_wait,
+    ))
+    logsetup.configure(log_level, log_format,
                        secrets=_secrets_of(config.server_secret, config.callback_secret))
     try:
         exporter = Exporter(config)  # reads the web config file, binds the listen address
@@ -309,50 +210,7 @@ def serve(**options: Any) -> None:
     _run_until_signalled(exporter.start, exporter.stop, "could not start the exporter")
 
 
-def _serve_config(o: dict[str, Any]) -> ExporterConfig:
-    app_id, secret = _connection(o["app_id"], o["server_secret"], o["server_secret_file"],
-                                 o["api_url"])
-    callback_secret = _read_secret(o["callback_secret"], o["callback_secret_file"],
-                                   "callback secret", "--zego.callback-secret",
-                                   "ZEGO_CALLBACK_SECRET", required=False)
-    try:
-        parse_listen_address(o["listen_address"])
-    except ListenAddressError as exc:
-        raise ConfigError(str(exc)) from None
-    paths = {"--web.telemetry-path": o["telemetry_path"], "--zego.callback-path":
-             o["callback_path"]}
-    for flag, path in paths.items():
-        if not path.startswith("/") or path in ("/", "/-/healthy", "/-/ready"):
-            raise ConfigError(f"{flag} {path!r} must start with / and not be /, /-/healthy "
-                              "or /-/ready")
-    if callback_secret is not None and o["callback_path"] == o["telemetry_path"]:
-        raise ConfigError("--zego.callback-path and --web.telemetry-path must differ")
-    if o["task_file"] and not os.path.isfile(o["task_file"]):
-        raise ConfigError(f"task file {o['task_file']} does not exist or is not a file")
-    for flag, value in (("--refresh.interval", o["refresh_interval"]),
-                        ("--refresh.fast-interval", o["fast_interval"]),
-                        ("--discovery.interval", o["discovery_interval"]),
-                        ("--zego.timeout", o["timeout"])):
-        if value <= 0:
-            raise ConfigError(f"{flag} must be longer than 0s")
-    policy = RefreshPolicy(
-        interval=o["refresh_interval"], fast_interval=o["fast_interval"],
-        discovery_interval=o["discovery_interval"], retention=o["retention"],
-        callback_reconcile=o["callback_interval"],
-    )
-    config = ExporterConfig(
-        app_id=app_id, server_secret=secret, api_url=o["api_url"], qps=o["qps"],
-        task_ids=o["task_ids"], task_file=o["task_file"],
-        discovery=o["discovery"], callback_secret=callback_secret,
-        callback_path=o["callback_path"], listen_address=o["listen_address"],
-        telemetry_path=o["telemetry_path"], web_config_file=o["web_config_file"],
-        policy=policy, workers=o["workers"], idle_after=o["idle_after"] or None,
-        timeout=o["timeout"], max_scrape_wait=o["max_scrape_wait"],
-    )
-    return config
-
-
-def _run_until_signalled(start: Callable[[], None], stop: Callable[[], None],
+def _run_until_signalled(start: Callable[[], object], stop: Callable[[], None],
                          what: str) -> None:
     """Start, then block until SIGINT or SIGTERM, then stop cleanly."""
     done = threading.Event()
@@ -378,11 +236,13 @@ def _run_until_signalled(start: Callable[[], None], stop: Callable[[], None],
 
 @cli.command()
 @zego_options
-@click.argument("task_ids", nargs=-1, callback=_checked_ids)
+@click.argument("task_ids", nargs=-1, callback=_parsed(parse.checked_task_ids))
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="How to print the tasks.")
 @log_options
-def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
+def check(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
+          api_url: str, qps: float, timeout: float, task_ids: tuple[str, ...], output: str,
+          log_level: str, log_format: str) -> None:
     """Verify credentials and connectivity, and print the tasks.
 
     With TASK_IDs, looks each one up; without, lists the running tasks. A task ZEGO answers
@@ -391,106 +251,17 @@ def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
     is running, it warns that the setup looks wrong (AppId, or the region's API host). Exit
     code 0 when the API answered, 1 on an API or credential failure, 2 on a usage error.
     """
-    app_id, secret = _connection(options["app_id"], options["server_secret"],
-                                 options["server_secret_file"], options["api_url"])
-    logsetup.configure(options["log_level"], options["log_format"], secrets=_secrets_of(secret))
-    client = ZegoClient(app_id, secret, options["api_url"], connect_timeout=options["timeout"],
-                        read_timeout=options["timeout"])
-    limiter = SlidingWindowLimiter(options["qps"])
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    warnings: list[str] = []
+    connection = Connection(app_id, server_secret, server_secret_file, api_url, qps, timeout)
+    checked_app_id, secret = connection.credentials()
+    logsetup.configure(log_level, log_format, secrets=_secrets_of(secret))
     try:
-        if task_ids:
-            for task_id in task_ids:
-                permit = limiter.acquire()
-                assert permit is not None
-                try:
-                    rows.append(_row(client.get_task_status(task_id), now))
-                except TaskNotFound:
-                    rows.append({"task_id": task_id, "room_id": "", "stream_id": "",
-                                 "status": None, "state": NOT_FOUND, "create_time": None,
-                                 "age_seconds": None, "fail_reason": ""})
-                finally:
-                    permit.release()
-            if all(row["state"] == NOT_FOUND for row in rows):
-                warnings += _setup_warnings(client, app_id, options["api_url"], len(rows))
-        else:
-            listed = client.query_running_tasks()
-            rows = [_row(task, now) for task in listed.tasks]
-            if listed.skipped:
-                warnings.append(f"{listed.skipped} entries of the running-task list could not "
-                                f"be read and were left out ({listed.problem}; RequestId "
-                                f"{listed.request_id or 'none'})")
-    except ZegoError as exc:
-        fix = ""
-        if exc.denied and not task_ids:
-            fix = ("; or name the TaskIds to look up (check TASK_ID ...) and run serve with "
-                   "--no-discovery")
-        request = f" (RequestId {exc.request_id})" if exc.request_id else ""
-        _fail_runtime(f"ZEGO API check failed: {exc.message}{fix}{request}")
-    finally:
-        client.close()
-    if output == "json":
-        click.echo(json.dumps({"api_url": options["api_url"], "app_id": app_id, "ok": True,
-                               "tasks": rows, "warnings": warnings}, indent=2))
-    else:
-        what = "task(s) looked up" if task_ids else "running task(s)"
-        click.echo(f"ZEGO API OK: AppId {app_id} at {options['api_url']}, {len(rows)} {what}")
-        if rows:
-            click.echo(_table(rows))
-        if any(row["state"] == NOT_FOUND for row in rows):
-            click.echo("not_found: ZEGO does not know the task now: it has ended, or the "
-                       "TaskId is wrong")
-    for warning in warnings:
+        report = run_check(checked_app_id, secret, api_url, timeout=timeout, qps=qps,
+                           task_ids=task_ids)
+    except CheckFailed as exc:
+        _fail_runtime(str(exc))
+    click.echo(report.to_json() if output == "json" else report.to_text())
+    for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def _setup_warnings(client: ZegoClient, app_id: int, api_url: str, named: int) -> list[str]:
-    """When no named TaskId is found: is anything running at all for this AppId and host?"""
-    try:
-        running = client.query_running_tasks()
-    except ZegoError:
-        return []  # cannot tell (e.g. the Action is not enabled): say nothing rather than guess
-    if running.tasks:
-        return []
-    return [f"none of the {named} TaskId(s) is known to ZEGO and no task is running for "
-            f"AppId {app_id} at {api_url}: the setup looks wrong. Check that the TaskIds "
-            "belong to this AppId (ZEGO_APP_ID), and that --zego.api-url is the host of the "
-            "region your tasks run in: the default serves mainland China, and ZEGO gives "
-            "overseas hosts on request (aigc@zego.im)"]
-
-
-def _row(task: TaskStatus, now: float) -> dict[str, Any]:
-    return {"task_id": task.task_id, "room_id": task.room_id, "stream_id": task.stream_id,
-            "status": task.status, "state": state_of(task.status),
-            "create_time": task.create_time,
-            "age_seconds": max(0, int(now) - task.create_time) if task.create_time else None,
-            "fail_reason": clean_fail_reason(task.fail_reason)}
-
-
-def _age(seconds: int | None) -> str:
-    if seconds is None:
-        return "-"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("TASK", "ROOM", "STREAM", "STATE", "AGE", "FAIL REASON")
-    lines = [header] + [
-        (r["task_id"], r["room_id"] or "-", r["stream_id"] or "-", r["state"],
-         _age(r["age_seconds"]), r["fail_reason"] or "") for r in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    return "\n".join(
-        ("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
-         + "  " + line[-1]).rstrip()
-        for line in lines
-    )
 
 
 @cli.command()
@@ -565,30 +336,22 @@ def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
 
     logsetup.configure(log_level, log_format,
                        secrets=[server_secret, *([callback_secret] if callback_secret else [])])
-    host, port = _listen(listen_address)
-    simulator = _build_simulator(
-        Simulator.from_options, app_id=app_id, server_secret=Secret(server_secret), host=host,
+    host, port = parse.listen_address(listen_address)
+    simulator = _build_simulator(lambda: Simulator.from_options(
+        app_id=app_id, server_secret=Secret(server_secret), host=host or "127.0.0.1",
         port=port, seed=seed, tasks=tasks, arrival_rate=arrival_rate, time_scale=time_scale,
         lifecycle=lifecycle, faults=faults, static=static, showcase=showcase, qps=qps,
         ended_tasks=ended_tasks, callback_url=callback_url,
-        callback_secret=None if callback_secret is None else Secret(callback_secret))
+        callback_secret=None if callback_secret is None else Secret(callback_secret)))
     click.echo(f"simulated ZEGO API at {simulator.url} (AppId {app_id}); Ctrl-C to stop")
     if callback_url:
         click.echo(f"  callbacks to {callback_url}")
     _run_until_signalled(simulator.start, simulator.stop, "could not start the simulator")
 
 
-def _listen(listen_address: str) -> tuple[str, int]:
+def _build_simulator(build: Callable[[], T]) -> T:
     try:
-        host, port = parse_listen_address(listen_address)
-    except ListenAddressError as exc:
-        raise ConfigError(str(exc)) from None
-    return host or "127.0.0.1", port
-
-
-def _build_simulator(factory: Callable[..., Any], **kwargs: Any) -> Any:
-    try:
-        return factory(**kwargs)
+        return build()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     except OSError as exc:
@@ -617,10 +380,10 @@ def demo(listen_address: str, seed: int, log_level: str, log_format: str) -> Non
     callback_secret = Secret(os.urandom(16).hex())
     logsetup.configure(log_level, log_format,
                        secrets=[secret.reveal(), callback_secret.reveal()])
-    _listen(listen_address)
-    simulator = _build_simulator(
-        Simulator.from_options, app_id=DEMO_APP_ID, server_secret=secret, seed=seed, tasks=14,
-        arrival_rate=0.2, lifecycle="demo", showcase=True, qps=10)
+    parse.listen_address(listen_address)
+    simulator = _build_simulator(lambda: Simulator.from_options(
+        app_id=DEMO_APP_ID, server_secret=secret, seed=seed, tasks=14, arrival_rate=0.2,
+        lifecycle="demo", showcase=True, qps=10))
     configured = tuple(task_id for ids in simulator.showcase.values() for task_id in ids)
     config = ExporterConfig(
         app_id=DEMO_APP_ID, server_secret=secret, api_url=simulator.url, task_ids=configured,
