@@ -1,9 +1,9 @@
-"""Shared measurement runs for the benchmarks and the pacing tests.
+"""Shared measurement runs for the benchmarks.
 
 A run starts the simulated ZEGO API on loopback with a fixed world of streaming tasks, points a
 real refresh engine at it, and judges the result where the server counts: the simulator's
 request log (accepted starts, rejections, the busiest one-second window), plus the data age of
-every task sampled from the tracker (bench.pacing, bench.freshness, tests/test_refresh.py).
+every task sampled from the tracker (bench.pacing, bench.freshness).
 `fill_tracker` instead puts tasks in realistic states straight into a tracker, without an API,
 for the benchmarks that measure what the exporter does with them (bench.scrape, bench.memory).
 """
@@ -15,18 +15,15 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from tests.support.credentials import APP_ID, SECRET
 from zego_exporter.client import ZegoClient
 from zego_exporter.ratelimit import SlidingWindowLimiter
 from zego_exporter.refresh import Refresher
 from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, ACTIONS, TaskStatus
-from zego_exporter.signing import Secret
 from zego_exporter.simulator import Simulator, World
 from zego_exporter.simulator.faults import Faults, Latency
 from zego_exporter.simulator.world import FAIL_REASONS
 from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
-
-APP_ID = 1234567890
-SECRET = Secret("0123456789abcdef0123456789abcdef")
 
 
 @dataclass(frozen=True)

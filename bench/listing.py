@@ -28,7 +28,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from bench.harness import APP_ID, SECRET
+from tests.support.credentials import APP_ID, SECRET
 from zego_exporter.client import ZegoClient
 from zego_exporter.refresh import LISTING_CPU_SHARE
 from zego_exporter.responses import parse_task_list

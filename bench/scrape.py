@@ -31,7 +31,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from bench.harness import APP_ID, SECRET, fill_tracker
+from bench.harness import fill_tracker
+from tests.support.credentials import APP_ID, SECRET
 from zego_exporter.collector import ZegoCollector
 from zego_exporter.exporter import Exporter, ExporterConfig
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import requests
 
+from tests.support.credentials import APP_ID, SECRET_TEXT
 from zego_exporter.responses import ACTIONS
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import (
@@ -61,8 +62,6 @@ from zego_exporter.simulator import (
 )
 from zego_exporter.web import SCRAPE_TIMEOUT_HEADER
 
-APP_ID = 1234567890
-SECRET_TEXT = "0123456789abcdef0123456789abcdef"
 WRONG_SECRET = Secret("not-the-secret-0123456789abcdef0")
 SCRAPE_DEADLINE = 5.0
 FLAT = 0.10

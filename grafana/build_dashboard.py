@@ -4,8 +4,9 @@
 2-space indent, trailing newline, so the output is byte-for-byte reproducible);
 `--check` exits 1 when the committed file differs from what this script builds. The JSON is
 the product and this file is how it stays reviewable: plain dicts and a few helpers, no
-dependency. It must never hard-code a datasource uid: every panel, query and variable goes
-through the `${datasource}` variable so the same file imports anywhere.
+dependency but the exporter's own state vocabulary (zego_exporter.states). It must never
+hard-code a datasource uid: every panel, query and variable goes through the `${datasource}`
+variable so the same file imports anywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zego_exporter import states
+
 Json = dict[str, Any]
 
 OUTPUT = Path(__file__).resolve().with_name("zego-digital-human.json")
@@ -31,18 +34,18 @@ GRID_COLUMNS = 24
 EXPORTER = 'job=~"$job", instance=~"$instance"'
 TASK = EXPORTER + ', room_id=~"$room_id"'
 
-# (state label, number drawn on the timeline, colour). Numbers 1-5 are ZEGO's Status codes;
-# not_found and unknown have none, so they get the next free numbers.
-STATES: tuple[tuple[str, int, str], ...] = (
-    ("initializing", 1, "blue"),
-    ("init_failed", 2, "red"),
-    ("streaming", 3, "green"),
-    ("stopping", 4, "orange"),
-    ("stopped", 5, "#8e8e8e"),
-    ("not_found", 6, "purple"),
-    ("unknown", 7, "yellow"),
-)
-TERMINAL_STATES = "init_failed|stopped|not_found"
+STATE_COLOURS = {
+    "initializing": "blue", "init_failed": "red", "streaming": "green", "stopping": "orange",
+    "stopped": "#8e8e8e", "not_found": "purple", "unknown": "yellow",
+}
+# (state label, number drawn on the timeline, colour), in the exporter's order. Numbers 1-5 are
+# ZEGO's Status codes; not_found and unknown have none, so they get the next free numbers.
+_NUMBERS = {state: status for status, state in states.STATUS_STATES.items()}
+for _state in states.STATES:
+    _NUMBERS.setdefault(_state, max(_NUMBERS.values()) + 1)
+STATES: tuple[tuple[str, int, str], ...] = tuple(
+    (state, _NUMBERS[state], STATE_COLOURS[state]) for state in states.STATES)
+TERMINAL_STATES = "|".join(state for state in states.STATES if state in states.TERMINAL_STATES)
 
 RATE_LIMITED_CODE = "400010009"
 RATE_LIMITED = f'code="{RATE_LIMITED_CODE}"'
@@ -87,7 +90,7 @@ def failures_in(window: str, by: str) -> str:
     The same count as the alert ZegoDigitalHumanRoomInitFailuresRepeated (prometheus/alerts.yml
     explains both terms). increase() misses a task first seen already failed: its series starts
     at 1 with no earlier sample, so series that did not exist a window ago count at their value
-    (the one raw read of the counter, allowed by name in tests/lint_rules.py). increase()
+    (the one raw read of the counter, allowed by name in tests/support/lint_rules.py). increase()
     scales what it saw up to the window's edges (two failures read 2.008); floor() takes that
     back to the failures it saw.
     """

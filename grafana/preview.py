@@ -1,18 +1,19 @@
 """Render grafana/preview.png, the README's picture of the dashboard, from real data.
 
 Grafana cannot run here, so this script starts the stack of the end-to-end tests
-(tests/e2e_stack.py: the simulated ZEGO API, `zego-exporter serve`, Debian's prometheus
+(tests/support/e2e_stack.py: the simulated ZEGO API, `zego-exporter serve`, Debian's prometheus
 scraping every 5 s) for a few minutes while a short story plays in the simulated world (tasks
 arrive, start, fail and stop; a task is failed by hand, another stopped; ZEGO answers slowly
-for a while, then with errors), then runs the dashboard's own queries (build_dashboard.py,
+for a while, then with errors), then runs the dashboard's own queries (grafana/build_dashboard.py,
 template variables filled in as Grafana would) through Prometheus' HTTP API and draws the
 main panels with matplotlib, under the dashboard's titles. A script that draws a picture, not
 a test: it checks nothing, and writes only the PNG it is told to.
 
-    python grafana/preview.py                       # about 4 minutes, writes grafana/preview.png
-    python grafana/preview.py --minutes 1 --output /tmp/preview.png
+    python -m grafana.preview                       # about 4 minutes, writes grafana/preview.png
+    python -m grafana.preview --minutes 1 --output /tmp/preview.png
 
-Needs the `bench` extra (matplotlib) and Debian's prometheus; runs from the repository's venv.
+Run from the repository's root (it imports tests.support and grafana as packages), in its venv
+with the `bench` extra (matplotlib, Pillow) and Debian's prometheus.
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GRAFANA = Path(__file__).resolve().parent
-ROOT = GRAFANA.parent
-sys.path[:0] = [str(GRAFANA), str(ROOT / "tests")]
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import requests  # noqa: E402
-from build_dashboard import STATES, build, iter_panels, substitute  # noqa: E402
-from e2e_stack import (  # noqa: E402
+import matplotlib.pyplot as plt
+import requests
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from grafana.build_dashboard import STATES, build, iter_panels, substitute
+from tests.support.credentials import APP_ID
+from tests.support.e2e_stack import (
     JOB,
     PrometheusApi,
     Stack,
@@ -50,17 +53,13 @@ from e2e_stack import (  # noqa: E402
     scrape_job,
     wait_until,
 )
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from PIL import Image  # noqa: E402
+from zego_exporter.signing import Secret
+from zego_exporter.simulator import Lifecycle, Simulator, World
+from zego_exporter.states import STATUS_STREAMING
 
-from zego_exporter.signing import Secret  # noqa: E402
-from zego_exporter.simulator import Lifecycle, Simulator, World  # noqa: E402
-from zego_exporter.states import STATUS_STREAMING  # noqa: E402
+GRAFANA = Path(__file__).resolve().parent
 
 OUTPUT = GRAFANA / "preview.png"
-APP_ID = 1234567890
 SCRAPE_SECONDS = 5
 CALLBACK_PATH = "/zego/callback"
 

@@ -1,19 +1,13 @@
-"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, and a place
-for end-to-end tests to report the figures they measured (printed after the test summary)."""
+"""Shared fixtures: the test credentials, and a place for end-to-end tests to report the
+figures they measured (printed after the test summary, also when xdist runs the tests).
+The helpers themselves are in tests/support."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
+from tests.support.credentials import APP_ID, SECRET
 from zego_exporter.signing import Secret
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-APP_ID = 1234567890
-SECRET_TEXT = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -23,18 +17,7 @@ def app_id() -> int:
 
 @pytest.fixture
 def secret() -> Secret:
-    return Secret(SECRET_TEXT)
-
-
-def require_binary(name: str) -> str:
-    """The path of a real component; a failure in CI when it is missing, a skip elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found: run `bash scripts/test.sh`, which installs it"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return SECRET
 
 
 FIGURES = pytest.StashKey[list[str]]()
@@ -45,6 +28,21 @@ def figures(pytestconfig: pytest.Config) -> list[str]:
     """Lines a test wants in CI's output, e.g. how long a build took: a measurement to read,
     not an assertion."""
     return pytestconfig.stash.setdefault(FIGURES, [])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands its figures to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = session.config.stash.get(FIGURES, [])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """(xdist, in the controller) collect the figures of a worker that finished."""
+    lines = getattr(node, "workeroutput", {}).get("figures", [])
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config.stash.setdefault(FIGURES, []).extend(lines)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,

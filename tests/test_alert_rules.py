@@ -16,9 +16,10 @@ from typing import Any
 import promql_parser as promql
 import pytest
 import yaml
-from conftest import require_binary
-from contract_metrics import CONTRACT_METRIC_NAMES, queryable_names
-from lint_rules import COMPARISONS, op, prometheus_duration, unparen, walk
+
+from tests.support.components import require_binary
+from tests.support.contract_metrics import CONTRACT_METRIC_NAMES, queryable_names
+from tests.support.lint_rules import COMPARISONS, op, prometheus_duration, unparen, walk
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "prometheus" / "alerts.yml"

@@ -22,17 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import APP_ID, SECRET_TEXT
-from test_cli import CLOSED_API, FAKE_SECRET, assert_one_line_error
-from test_serve import (
-    clean_env,
-    exporter_process,
-    fetch,
-    samples,
-    serve_env,
-    wait_until,
-)
 
+from tests.support.commands import CLOSED_API, FAKE_SECRET, assert_one_line_error
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.processes import clean_env, exporter_process, fetch, serve_env
+from tests.support.scrapes import samples
+from tests.support.waiting import wait_until
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import Simulator, World
 
@@ -71,7 +66,7 @@ def test_a_task_file_of_100000_tasks_with_invalid_lines_mixed_in(tmp_path: Path)
                 except OSError:
                     return False
 
-            wait_until(healthy, 20, "/-/healthy", exp.proc)
+            wait_until(healthy, timeout=20, what="/-/healthy", proc=exp.proc)
             took = time.monotonic() - started
             scrape_started = time.monotonic()
             scrape = fetch(exp.url, "/metrics", timeout=60)
@@ -156,20 +151,21 @@ def test_a_task_file_that_turns_binary_or_into_a_fifo_keeps_the_last_good_list(
                 return lambda: errors(fragment) >= 1
 
             rewrite(path, b"\x7fELF\x02\x01\x01\x00\x00\x00" + ids[4].encode() + b"\n")
-            wait_until(logged("looks binary"), 15, "the binary task file to be reported",
-                       exp.proc)
+            wait_until(logged("looks binary"), timeout=15,
+                       what="the binary task file to be reported", proc=exp.proc)
             shown = unchanged_and_fresh(first)
 
             rewrite(path, None)  # a FIFO: opening it for reading would block forever
-            wait_until(logged("not a regular file"), 15, "the FIFO to be reported", exp.proc)
+            wait_until(logged("not a regular file"), timeout=15, what="the FIFO to be reported",
+                       proc=exp.proc)
             shown = unchanged_and_fresh(shown)
             assert errors("looks binary") == 1  # reported once, not at every look
 
             rewrite(path, (good + f"{ids[4]}\n").encode())
-            wait_until(lambda: "task file changed: reloaded" in exp.stderr(), 15,
-                       "the repaired task file to be loaded", exp.proc)
+            wait_until(lambda: "task file changed: reloaded" in exp.stderr(), timeout=15,
+                       what="the repaired task file to be loaded", proc=exp.proc)
             wait_until(lambda: set(tasks_shown(fetch(exp.url, "/metrics").text)) == set(ids),
-                       10, "the added task to show", exp.proc)
+                       timeout=10, what="the added task to show", proc=exp.proc)
             final = tasks_shown(fetch(exp.url, "/metrics").text)
             for task_id in ids[:4]:
                 assert final[task_id][:3] == first[task_id][:3]

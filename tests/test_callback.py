@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
-from conftest import APP_ID, SECRET_TEXT
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.credentials import APP_ID, SECRET_TEXT
 from zego_exporter.callback import REJECTED_LOG_EVERY, CallbackReceiver
 from zego_exporter.cli import cli, main
 from zego_exporter.exporter import Exporter, ExporterConfig

@@ -22,9 +22,25 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import APP_ID, IN_CI, SECRET_TEXT
-from test_serve import clean_env, exporter_process, fetch, free_port, samples, showcase_simulator
 
+from tests.support.commands import (
+    CLOSED_API,
+    FAKE_CALLBACK_SECRET,
+    FAKE_SECRET,
+    assert_no_secret,
+    assert_one_line_error,
+    run_cli,
+)
+from tests.support.components import IN_CI
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.processes import (
+    clean_env,
+    exporter_process,
+    fetch,
+    free_port,
+    showcase_simulator,
+)
+from tests.support.scrapes import samples
 from zego_exporter import __version__
 from zego_exporter.cli import cli
 from zego_exporter.signing import Secret
@@ -36,32 +52,6 @@ from zego_exporter.simulator import (
     Simulator,
     World,
 )
-
-# Distinctive values: finding them in any output means a secret leaked.
-FAKE_SECRET = "fake-Secret-9f8e7d6c5b4a"
-FAKE_CALLBACK_SECRET = "fake-Callback-3c2b1a0f"
-CLOSED_API = "http://127.0.0.1:9"  # nothing listens: a case that wrongly passes goes nowhere
-
-
-def run_cli(*args: str, env: dict[str, str],
-            timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zego_exporter", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def assert_no_secret(result: subprocess.CompletedProcess[str]) -> None:
-    for secret in (FAKE_SECRET, FAKE_CALLBACK_SECRET, SECRET_TEXT):
-        assert secret not in result.stdout + result.stderr
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
-    assert_no_secret(result)
-    return lines[0]
-
 
 # -- usage errors: exit 2, one line, no traceback, no secret ---------------------------------
 

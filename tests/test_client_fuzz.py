@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import APP_ID, SECRET_TEXT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_responses import json_values
 
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.strategies import json_values
 from zego_exporter.client import ZegoClient
 from zego_exporter.errors import InvalidResponse, TransportError, ZegoError
 from zego_exporter.responses import RunningTasks, TaskStatus, parse_task_list, parse_task_status

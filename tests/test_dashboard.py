@@ -7,33 +7,26 @@ queries need (contract metric names, the variable filters, PromQL that promtool 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-from conftest import require_binary
+
+from grafana import build_dashboard as generator
+from tests.support.components import require_binary
+from tests.support.contract_metrics import CONTRACT_METRICS
 
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 DASHBOARD_FILE = GRAFANA / "zego-digital-human.json"
 
-# The contract's metric table (/work/shared/contract.md), until tests/contract_metrics.py
-# exists to share it; when it does, that one wins.
-def _contract() -> tuple[tuple[str, str], ...]:
-    from contract_metrics import CONTRACT_METRICS
-
-    return tuple((metric.name, metric.type) for metric in CONTRACT_METRICS)
-
-
-CONTRACT = _contract()
+# The contract's metric table (/work/shared/contract.md).
+CONTRACT = tuple((metric.name, metric.type) for metric in CONTRACT_METRICS)
 
 # Per-task metrics carry room_id, so their selectors must honour the room variable.
 PER_TASK = {
@@ -55,16 +48,6 @@ SUBSTITUTIONS = {
 GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_dashboard", GRAFANA / "build_dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
 
 
 @pytest.fixture(scope="module")

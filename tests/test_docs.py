@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 import yaml
-from contract_metrics import CONTRACT_METRICS
 
+from tests.support.contract_metrics import CONTRACT_METRICS
 from zego_exporter.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent

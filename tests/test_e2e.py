@@ -1,6 +1,6 @@
 """End to end: simulated ZEGO API -> `zego-exporter serve` -> real Prometheus -> real Alertmanager.
 
-Everything runs on 127.0.0.1 (see tests/e2e_stack.py): Debian's prometheus scrapes the
+Everything runs on 127.0.0.1 (see tests/support/e2e_stack.py): Debian's prometheus scrapes the
 exporter every second and evaluates the shipped alerts.yml (only its `for:` durations
 shortened), Debian's prometheus-alertmanager routes with the shipped alertmanager.yml (only
 group timings and webhook addresses changed) to a webhook receiver run by the test. Checked:
@@ -24,10 +24,13 @@ from typing import Any
 import bcrypt
 import pytest
 import requests
-from certs import certificate, new_key, write_certificate, write_key
-from conftest import APP_ID, SECRET_TEXT, require_binary
-from contract_metrics import queryable_names
-from e2e_stack import (
+
+from grafana.build_dashboard import panel_queries
+from tests.support.certs import certificate, new_key, write_certificate, write_key
+from tests.support.components import require_binary
+from tests.support.contract_metrics import queryable_names
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.e2e_stack import (
     JOB,
     SHIPPED_ALERTS,
     ExporterProcess,
@@ -44,8 +47,6 @@ from e2e_stack import (
     wait_until,
     write_yaml,
 )
-
-from grafana.build_dashboard import panel_queries
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import Simulator, World
 from zego_exporter.states import STATUS_STREAMING

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import Counter
@@ -19,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from tests.support.components import require_binary
 from zego_exporter.collector import ZegoCollector
 from zego_exporter.exposition import TextRenderer
 from zego_exporter.responses import ACTIONS, TaskStatus

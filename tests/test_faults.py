@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-from conftest import APP_ID, SECRET_TEXT
 from prometheus_client.parser import text_string_to_metric_families
-from test_serve import free_port
 
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.processes import free_port
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.responses import ACTION_GET_STATUS, TaskStatus
 from zego_exporter.signing import Secret

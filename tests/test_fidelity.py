@@ -1,7 +1,7 @@
 """The five failures seen against a stricter stand-in of ZEGO's API, each fixed end to end.
 
 Each test runs a real in-process exporter on loopback, scraped over HTTP, against our simulator
-and against tests/standin.py (an independent stand-in written from ZEGO's doc pages), under
+and against tests/support/standin.py (an independent stand-in written from ZEGO's doc pages), under
 each reading of the docs that the failure depends on (zego-api.md section 7; docs/zego-api.md
 lists which test covers which reading). Wall-clock time is real here, kept to seconds.
 """
@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APP_ID, SECRET_TEXT
-from standin import FAILED, GET_STATUS, QUERY, STOPPED, StandIn, callback_body
-from standin import Reading as StandInReading
-from test_serve import Sample, fetch, samples, wait_until
 
+from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.processes import fetch
+from tests.support.scrapes import Sample, samples
+from tests.support.standin import FAILED, GET_STATUS, QUERY, STOPPED, StandIn, callback_body
+from tests.support.standin import Reading as StandInReading
+from tests.support.waiting import wait_until
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import (
@@ -103,7 +105,7 @@ def poll(exporter: Exporter, condition: Callable[[list[Sample]], bool], timeout:
         found = scrape(exporter)
         return condition(found)
 
-    wait_until(holds, timeout, what)
+    wait_until(holds, timeout=timeout, what=what)
     return found
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import IN_CI, require_binary
 
+from tests.support.components import IN_CI, require_binary
 from zego_exporter import __version__
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,22 +9,21 @@ the fields of their CRDs that these manifests use.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
-from conftest import require_binary
 
+from deploy.kubernetes import generate as generator
+from tests.support.components import require_binary
 from zego_exporter import __version__
 from zego_exporter.cli import cli
 
@@ -43,15 +42,6 @@ PER_SCRAPE_PER_TASK = 7.6e3
 Doc = dict[str, Any]
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_generate", BASE / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
 
 
 def kustomize(directory: Path) -> list[Doc]:

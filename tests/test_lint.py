@@ -1,7 +1,7 @@
 """The lint step: the committed dashboard and alerting rules pass every ported rule, and every
 rule catches a deliberately broken copy of them.
 
-The rules live in tests/lint_rules.py (ported from grafana/dashboard-linter, cloudflare/pint
+The rules live in tests/support/lint_rules.py (ported from grafana/dashboard-linter, cloudflare/pint
 and the monitoring-mixins guidelines). Each case below breaks a deep copy of the real files in
 one way and expects the rule it names to report the panel, variable or alert it broke; a rule
 without such a case fails test_every_rule_has_a_broken_copy.
@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from lint_rules import (
+
+from tests.support.lint_rules import (
     ALERT_RULES,
     DASHBOARD_RULES,
     GRAFANA_BASE,

@@ -1,4 +1,12 @@
-"""The refresh engine against the simulated API: budget, freshness, discovery, backoff."""
+"""The refresh engine: budget, freshness, discovery, backoff and demand.
+
+Most tests drive the engine by hand on a FakeClock (`Driven`): a discovery round whenever the
+listing interval has passed, then as many lookups as the limiter allows, then 10 ms pass, so
+nothing sleeps and every figure is exact. Two tests run the real worker threads, to show the
+loops do what the hand-driven steps do and that a scrape's wait ends as soon as an answer is
+recorded. Measured pacing and demand against the simulated API over real time are benchmarks:
+`python -m bench.pacing` and `python -m bench.demand`.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-import requests
 
-from bench.harness import APP_ID, SECRET, run_pacing
+from tests.support.clock import FakeClock
 from zego_exporter.errors import ApiError, TaskNotFound, TransportError
-from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.ratelimit import SlidingWindowLimiter
 from zego_exporter.refresh import LISTING_CPU_SHARE, PROBLEM_LOG_EVERY, Refresher
 from zego_exporter.responses import (
@@ -23,50 +29,37 @@ from zego_exporter.responses import (
     RunningTasks,
     TaskStatus,
 )
-from zego_exporter.simulator import Simulator, World
 from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
 
-
-@pytest.mark.slow
-def test_500_tasks_polled_individually_stay_within_budget_and_fresh() -> None:
-    result = run_pacing(500, 62, qps=10, discovery=False, interval=30)
-    print("\n".join(result.lines()))
-    assert result.rejected == 0
-    assert result.peak_window <= 10
-    assert result.achieved_rate >= 0.95 * 10
-    assert result.worst_age <= 1.1 * result.bound  # N/Q = 50 s > the 30 s interval
-
-
-def test_running_tasks_are_refreshed_by_discovery_alone() -> None:
-    result = run_pacing(2000, 9, discovery=True, discovery_interval=2)
-    print("\n".join(result.lines()))
-    assert result.lookups == 0
-    assert 4 <= result.queries <= 6  # one per 2 s interval over 9 s
-    assert result.worst_age <= 2 * 2 + 1  # refreshed by every list
+START = 1_750_000_000.0
 
 
 class FakeApi:
     """An in-process API whose answers the test scripts, one outcome per call.
 
     Lookups answer streaming unless an outcome says otherwise; the list answers `listing`
-    (an exception to raise, or the running tasks).
+    (an exception to raise, or the running tasks). `clock` stamps each lookup in `started`.
     """
 
     def __init__(self, outcomes: list[Exception | None] | None = None,
-                 listing: Exception | RunningTasks | None = None) -> None:
+                 listing: Exception | RunningTasks | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.outcomes = list(outcomes or [])
         self.listing = listing if listing is not None else RunningTasks()
+        self.clock = clock
         self.calls: list[str] = []
+        self.started: list[float] = []
         self.lists = 0
         self.lock = threading.Lock()
 
     def get_task_status(self, task_id: str) -> TaskStatus:
         with self.lock:
             self.calls.append(task_id)
+            self.started.append(self.clock())
             outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
-        return TaskStatus(task_id, 3, "room", "stream", int(time.time()) - 10)
+        return TaskStatus(task_id, 3, "room", "stream", int(START) - 10)
 
     def query_running_tasks(self) -> RunningTasks:
         with self.lock:
@@ -76,234 +69,31 @@ class FakeApi:
         return self.listing
 
 
-Engine = tuple[Refresher, Tracker, dict[str, SlidingWindowLimiter]]
-
-
-def engine(api: FakeApi, task_ids: list[str], **kwargs: object) -> Engine:
-    tracker = Tracker(RefreshPolicy(interval=60, fast_interval=0.2, failure_backoff_cap=0.5))
-    tracker.set_configured(STATIC, task_ids)
-    limiters = {a: SlidingWindowLimiter(10, window=0.05) for a in ACTIONS}
-    options: dict[str, object] = {"workers": 2, "discovery": False, "idle_after": None}
-    options.update(kwargs)
-    refresher = Refresher(api, tracker, limiters, **options)  # type: ignore[arg-type]
-    return refresher, tracker, limiters
-
-
-def wait_until(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
-def test_expired_signature_is_retried_once_with_a_fresh_one() -> None:
-    expired = ApiError(100000004, "", ACTION_GET_STATUS)
-    api = FakeApi([expired])
-    refresher, tracker, _ = engine(api, ["a"])
-    refresher.start()
-    try:
-        wait_until(lambda: (v := tracker.view("a")) is not None and v.lookup_ok)
-    finally:
-        refresher.stop()
-    assert api.calls[:2] == ["a", "a"]
-    assert tracker.api_up is True
-
-
-def test_rejected_signature_marks_the_api_down_pauses_and_logs_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    rejected = ApiError(100000005, "", ACTION_GET_STATUS)
-    api = FakeApi([rejected] * 100)
-    refresher, tracker, limiters = engine(api, ["a", "b", "c"])
-    with caplog.at_level(logging.WARNING, logger="zego_exporter"):
-        refresher.start()
-        try:
-            wait_until(lambda: tracker.api_up is False)
-            time.sleep(0.3)
-        finally:
-            refresher.stop()
-    assert len(api.calls) <= 2  # paused for 30 s after the first rejection (one per worker)
-    assert limiters[ACTION_GET_STATUS].paused_until > time.monotonic() + 25
-    messages = [r.getMessage() for r in caplog.records]
-    assert sum("check ZEGO_APP_ID and the server secret" in m for m in messages) == 1
-
-
-def test_rate_limiting_halves_the_usable_slots() -> None:
-    api = FakeApi([ApiError(400010009, "", ACTION_GET_STATUS)])
-    refresher, tracker, limiters = engine(api, ["a"])
-    refresher.start()
-    try:
-        wait_until(lambda: limiters[ACTION_GET_STATUS].usable_slots < 10)
-        wait_until(lambda: (v := tracker.view("a")) is not None and bool(v.lookup_ok))
-    finally:
-        refresher.stop()
-    assert limiters[ACTION_GET_STATUS].usable_slots == 5
-    assert tracker.api_up is True  # ZEGO answered: it is reachable
-
-
-def test_timeouts_mark_the_api_down_and_keep_the_last_good_data() -> None:
-    timeout = TransportError("x", outcome="timeout", retryable=True, api_down=True)
-    api = FakeApi([None, timeout, timeout, timeout])
-    refresher, tracker, _ = engine(api, ["a"])
-    tracker.policy.__init__(interval=0.05, fast_interval=0.05, failure_backoff_cap=0.05)  # type: ignore[misc]
-    refresher.start()
-    try:
-        wait_until(lambda: tracker.api_up is False)
-        view = tracker.view("a")
-    finally:
-        refresher.stop()
-    assert view is not None
-    assert view.state == "streaming" and view.lookup_ok is False and view.last_success
-
-
-def test_not_found_is_an_answer() -> None:
-    api = FakeApi([TaskNotFound(400000005, "", ACTION_GET_STATUS)])
-    refresher, tracker, _ = engine(api, ["gone"])
-    refresher.start()
-    try:
-        wait_until(lambda: (v := tracker.view("gone")) is not None and v.state == "not_found")
-    finally:
-        refresher.stop()
-    view = tracker.view("gone")
-    assert view is not None and view.lookup_ok is True and tracker.api_up is True
-    assert refresher.ready
-
-
-def test_a_bug_in_one_lookup_does_not_kill_the_worker() -> None:
-    api = FakeApi([RuntimeError("surprise")])
-    refresher, tracker, _ = engine(api, ["a"], workers=1)
-    refresher.start()
-    try:
-        wait_until(lambda: (v := tracker.view("a")) is not None and bool(v.lookup_ok))
-    finally:
-        refresher.stop()
-    assert api.calls == ["a", "a"]
-
-
-def test_refreshing_pauses_without_scrapes_and_resumes_on_the_next() -> None:
-    api = FakeApi()
-    refresher, tracker, _ = engine(api, ["a"], idle_after=0.3)
-    tracker.policy.__init__(interval=0.05)  # type: ignore[misc]
-    refresher.start()
-    try:
-        time.sleep(0.6)
-        calls = len(api.calls)
-        time.sleep(0.4)
-        assert len(api.calls) == calls  # idle: nobody scraped for 0.3 s
-        refresher.touch()
-        wait_until(lambda: len(api.calls) > calls)
-    finally:
-        refresher.stop()
-
-
-def test_a_scrape_waits_for_lookups_in_flight() -> None:
-    api = FakeApi()
-    original = api.get_task_status
-
-    def slow(task_id: str) -> TaskStatus:
-        time.sleep(0.3)
-        return original(task_id)
-
-    api.get_task_status = slow  # type: ignore[method-assign]
-    refresher, tracker, _ = engine(api, ["a", "b"])
-    refresher.start()
-    try:
-        time.sleep(0.05)
-        assert refresher.wait_for_fresh(2.0)
-        assert all(t.lookup_ok for t in tracker.snapshot().tasks)
-    finally:
-        refresher.stop()
-
-
-def test_two_scrapers_cause_the_same_api_calls_as_one() -> None:
-    """One exporter scraped once a second and one scraped twice as often, side by side (so the
-    machine's load hits both alike), each against its own simulator, counted after warm-up."""
-    stop = threading.Event()
-    stacks = []
-    for _ in range(2):
-        world = World.static(8)  # 8 lookups/s: below the budget, so demand could matter
-        sim = Simulator(APP_ID, SECRET, world=world, qps=10).start()
-        config = ExporterConfig(
-            app_id=APP_ID, server_secret=SECRET, api_url=sim.url,
-            task_ids=tuple(t.task_id for t in world.tasks()), discovery=False,
-            # Long enough that neither exporter idles between its scrapes: demand is on for
-            # both, and the only difference left is how often they are scraped.
-            listen_address="127.0.0.1:0", idle_after=30.0,
-            policy=RefreshPolicy(interval=1, fast_interval=1, discovery_interval=1),
-        )
-        exporter = Exporter(config)
-        exporter.start()
-        stacks.append((sim, exporter))
-
-    def scrape(url: str) -> None:
-        with requests.Session() as session:
-            while not stop.is_set():
-                assert session.get(url, timeout=10).status_code == 200
-                stop.wait(1.0)
-
-    threads = [threading.Thread(target=scrape, args=(exporter.web.url + "/metrics",))
-               for scrapers, (_, exporter) in zip((1, 2), stacks, strict=True)
-               for _ in range(scrapers)]
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(2)  # warm-up: the first round is done
-        for sim, _ in stacks:
-            sim.reset_stats()
-        time.sleep(20)  # long enough that each task's phase in the window hardly matters
-        calls = [sim.stats.action(ACTION_GET_STATUS).requests
-                 + sim.stats.action(ACTION_QUERY_TASKS).requests for sim, _ in stacks]
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        for sim, exporter in stacks:
-            exporter.stop()
-            sim.stop()
-    print(f"API calls in 20 s: one scraper {calls[0]}, two scrapers {calls[1]}")
-    one, two = calls
-    assert one >= 140  # 8 lookups a second for 20 s
-    assert abs(two - one) <= 0.05 * one, calls
-
-
-# -- the engine driven by hand: per-Action isolation, listing interval, logging --------------
-
-class HandClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Driven:
-    """The engine's loops run by hand on one hand-held clock: a discovery round whenever the
-    listing interval has passed, then as many lookups as the limiter allows, then 10 ms pass.
-    A limiter that would wait moves the clock instead; nothing sleeps."""
+    """The engine's loops run by hand on one FakeClock: while there is demand, a discovery
+    round whenever the listing interval has passed, then as many lookups as the limiter allows;
+    then 10 ms pass. A limiter that would wait moves the clock instead; nothing sleeps."""
 
     def __init__(self, api: FakeApi, task_ids: list[str], *, discovery: bool = True,
+                 policy: RefreshPolicy | None = None, idle_after: float | None = None,
                  cpu_clock: Callable[[], float] = lambda: 0.0,
                  count_skipped: Callable[[int], None] | None = None) -> None:
-        self.clock = HandClock(1_750_000_000.0)
+        self.clock = FakeClock(START)
         self.api = api
-
-        def wait(_condition: threading.Condition, timeout: float | None) -> None:
-            self.clock.now += timeout or 0.01
-
-        self.tracker = Tracker(RefreshPolicy(), clock=self.clock)
+        api.clock = self.clock
+        self.tracker = Tracker(policy or RefreshPolicy(), clock=self.clock)
         self.tracker.set_configured(STATIC, task_ids)
-        self.limiters = {action: SlidingWindowLimiter(10, clock=self.clock, wait=wait,
+        self.limiters = {action: SlidingWindowLimiter(10, clock=self.clock, wait=self.clock.wait,
                                                       rng=random.Random(1))
                          for action in ACTIONS}
         self.refresher = Refresher(api, self.tracker, self.limiters, discovery=discovery,
-                                   idle_after=None, monotonic=self.clock, cpu_clock=cpu_clock,
+                                   idle_after=idle_after, monotonic=self.clock,
+                                   cpu_clock=cpu_clock, wait=self.clock.wait,
                                    count_skipped=count_skipped)
         self.next_list = self.clock.now
 
-    def run(self, seconds: float) -> None:
-        end = self.clock.now + seconds
-        while self.clock.now < end:
+    def step(self) -> None:
+        if self.refresher.demanded():
             if self.refresher.discovery and self.clock.now >= self.next_list:
                 permit = self.limiters[ACTION_QUERY_TASKS].try_acquire()
                 if permit is not None:
@@ -315,11 +105,267 @@ class Driven:
                     permit.cancel()
                     break
                 self.refresher.look_up(task_id, permit)
-            self.clock.now += 0.01
+        self.clock.now += 0.01
+
+    def run(self, seconds: float, *, scrape_every: float | None = None,
+            each_second: Callable[[], None] | None = None) -> None:
+        """Step for `seconds`; scraped every `scrape_every` s (None: never); `each_second` is
+        called once a second."""
+        end = self.clock.now + seconds
+        next_scrape = next_second = self.clock.now
+        while self.clock.now < end:
+            if scrape_every is not None and self.clock.now >= next_scrape:
+                self.refresher.touch()
+                next_scrape += scrape_every
+            if each_second is not None and self.clock.now >= next_second:
+                each_second()
+                next_second += 1.0
+            self.step()
+
+    def run_until(self, condition: Callable[[], bool], within: float, what: str) -> None:
+        end = self.clock.now + within
+        while not condition():
+            assert self.clock.now < end, f"not within {within:g} s of the fake clock: {what}"
+            self.step()
+
+    def view_ok(self, task_id: str) -> bool:
+        view = self.tracker.view(task_id)
+        return view is not None and bool(view.lookup_ok)
 
     def looked_up(self) -> int:
         return sum(1 for view in self.tracker.snapshot().tasks if view.lookup_ok)
 
+
+def busiest_second(starts: list[float]) -> int:
+    """The most starts within any one-second sliding window."""
+    most, first = 0, 0
+    for last, started in enumerate(starts):
+        while started - starts[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+# -- budget and freshness ----------------------------------------------------------------------
+
+def test_500_tasks_polled_individually_stay_within_budget_and_fresh() -> None:
+    engine = Driven(FakeApi(), [f"task-{n:03d}" for n in range(500)], discovery=False,
+                    policy=RefreshPolicy(interval=30))
+    ages: list[float] = []
+
+    def sample() -> None:
+        tasks = engine.tracker.snapshot().tasks
+        if all(t.last_success is not None for t in tasks):  # after the warm-up round
+            ages.extend(engine.clock.now - t.last_success for t in tasks
+                        if t.last_success is not None)
+
+    engine.run(62, each_second=sample)
+    starts = engine.api.started
+    assert busiest_second(starts) == 10
+    rate = (len(starts) - 10) / (starts[-1] - starts[0])  # Q at once, then Q per window
+    assert 0.95 * 10 <= rate <= 10
+    assert ages and max(ages) <= 1.1 * 500 / 10  # N/Q = 50 s > the 30 s interval
+
+
+def test_running_tasks_are_refreshed_by_discovery_alone() -> None:
+    running = RunningTasks([TaskStatus(f"run-{n:04d}", 3, "r", "s", 1) for n in range(2000)])
+    engine = Driven(FakeApi(listing=running), [], policy=RefreshPolicy(discovery_interval=2))
+    ages: list[float] = []
+
+    def sample() -> None:
+        ages.extend(engine.clock.now - t.last_success for t in engine.tracker.snapshot().tasks
+                    if t.last_success is not None)
+
+    engine.run(9, each_second=sample)
+    assert engine.api.calls == []
+    assert engine.api.lists == 5  # at 0, 2, 4, 6 and 8 s
+    assert len(engine.tracker) == 2000
+    assert max(ages) <= 2 + 0.02  # refreshed by every list (the engine steps 10 ms)
+
+
+def test_scraping_more_often_causes_no_more_api_calls() -> None:
+    """Demand is on or off: one scrape a second and two a second cost the API the same."""
+    calls = []
+    for scrape_every in (1.0, 0.5):
+        engine = Driven(FakeApi(), [f"t{n}" for n in range(8)], discovery=False, idle_after=30,
+                        policy=RefreshPolicy(interval=1, fast_interval=1))
+        engine.run(20, scrape_every=scrape_every)
+        calls.append(len(engine.api.calls))
+    assert calls[0] >= 8 * 18  # every task about once a second
+    assert calls[0] == calls[1]
+
+
+def test_refreshing_pauses_without_scrapes_and_resumes_on_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = Driven(FakeApi(), ["a"], discovery=False, idle_after=0.3,
+                    policy=RefreshPolicy(interval=0.05))
+    with caplog.at_level(logging.INFO, logger="zego_exporter"):
+        engine.run(0.6)
+        calls = len(engine.api.calls)
+        assert calls >= 4  # every 50 ms until nobody had scraped for 0.3 s
+        engine.run(0.4)
+        assert len(engine.api.calls) == calls  # idle
+        engine.refresher.touch()
+        engine.run(0.1)
+    assert len(engine.api.calls) > calls
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("pausing API calls" in m for m in messages) == 1
+    assert sum("resuming API calls" in m for m in messages) == 1
+
+
+# -- answers and failures ----------------------------------------------------------------------
+
+def test_expired_signature_is_retried_once_with_a_fresh_one() -> None:
+    expired = ApiError(100000004, "", ACTION_GET_STATUS)
+    engine = Driven(FakeApi([expired]), ["a"], discovery=False)
+    engine.run(0.05)
+    assert engine.api.calls == ["a", "a"]
+    assert engine.view_ok("a")
+    assert engine.tracker.api_up is True
+
+
+def test_rejected_signature_marks_the_api_down_pauses_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rejected = ApiError(100000005, "", ACTION_GET_STATUS)
+    engine = Driven(FakeApi([rejected] * 100), ["a", "b", "c"], discovery=False)
+    with caplog.at_level(logging.WARNING, logger="zego_exporter"):
+        engine.run(10)
+    assert engine.api.calls == ["a"]  # paused for 30 s after the first rejection
+    assert engine.limiters[ACTION_GET_STATUS].paused_until > engine.clock.now + 19
+    assert engine.tracker.api_up is False
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("check ZEGO_APP_ID and the server secret" in m for m in messages) == 1
+
+
+def test_rate_limiting_halves_the_usable_slots() -> None:
+    engine = Driven(FakeApi([ApiError(400010009, "", ACTION_GET_STATUS)]), ["a"],
+                    discovery=False, policy=RefreshPolicy(fast_interval=0.2))
+    engine.run_until(lambda: engine.view_ok("a"), within=5, what="the retry to get through")
+    assert engine.limiters[ACTION_GET_STATUS].usable_slots == 5
+    assert engine.tracker.api_up is True  # ZEGO answered: it is reachable
+
+
+def test_timeouts_mark_the_api_down_and_keep_the_last_good_data() -> None:
+    timeout = TransportError("x", outcome="timeout", retryable=True, api_down=True)
+    engine = Driven(FakeApi([None, timeout, timeout, timeout]), ["a"], discovery=False,
+                    policy=RefreshPolicy(interval=0.05, fast_interval=0.05,
+                                         failure_backoff_cap=0.05))
+    engine.run_until(lambda: engine.tracker.api_up is False, within=5, what="the API down")
+    view = engine.tracker.view("a")
+    assert view is not None
+    assert view.state == "streaming" and view.lookup_ok is False and view.last_success
+
+
+def test_not_found_is_an_answer() -> None:
+    engine = Driven(FakeApi([TaskNotFound(400000005, "", ACTION_GET_STATUS)]), ["gone"],
+                    discovery=False)
+    engine.run(0.05)
+    view = engine.tracker.view("gone")
+    assert view is not None and view.state == "not_found"
+    assert view.lookup_ok is True and engine.tracker.api_up is True
+    assert engine.refresher.ready
+
+
+def test_a_bug_in_one_lookup_is_logged_and_the_task_looked_up_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = Driven(FakeApi([RuntimeError("surprise")]), ["a"], discovery=False)
+    with caplog.at_level(logging.ERROR, logger="zego_exporter"):
+        engine.run_until(lambda: engine.view_ok("a"), within=10, what="the second lookup")
+    assert engine.api.calls == ["a", "a"]
+    assert any("unexpected error looking up task a" in r.getMessage() for r in caplog.records)
+
+
+# -- a scrape's wait -----------------------------------------------------------------------------
+
+def test_a_scrape_waits_for_lookups_in_flight_until_their_answers_are_recorded() -> None:
+    engine = Driven(FakeApi(), ["a", "b", "c"], discovery=False)
+    assert {engine.tracker.claim_due(), engine.tracker.claim_due()} == {"a", "b"}
+    waits: list[float | None] = []
+
+    def answered_while_waiting(condition: threading.Condition, timeout: float | None) -> None:
+        waits.append(timeout)
+        condition.release()  # as a real wait does, so the workers can record their answers
+        try:
+            for task_id in ("a", "b", "c"):
+                engine.tracker.record_lookup(TaskStatus(task_id, 3, "r", "s", 1))
+        finally:
+            condition.acquire()
+
+    engine.refresher._wait = answered_while_waiting
+    assert engine.refresher.wait_for_fresh(2.0)
+    assert waits == [2.0]  # woken by the answers: no polling
+
+
+def test_a_scrape_stops_waiting_at_its_deadline() -> None:
+    engine = Driven(FakeApi(), ["a"], discovery=False)
+    assert engine.tracker.claim_due() == "a"
+    started = engine.clock.now
+    assert not engine.refresher.wait_for_fresh(1.5)
+    assert engine.clock.now - started == pytest.approx(1.5)  # one wait, on the fake clock
+
+
+def test_a_scrape_does_not_wait_for_urgent_lookups_a_backoff_keeps_from_starting() -> None:
+    engine = Driven(FakeApi(), ["a"], discovery=False)
+    engine.limiters[ACTION_GET_STATUS].pause(30)
+    started = engine.clock.now
+    assert not engine.refresher.wait_for_fresh(2.0)
+    assert engine.clock.now == started  # nothing in flight: nothing to wait for
+
+
+def test_a_recorded_answer_wakes_a_waiting_scrape_at_once() -> None:
+    """With real threads and the real condition: the scrape waits up to 60 s and must be
+    woken by the answer, not by its timeout (join gives it 10 s)."""
+    tracker = Tracker(RefreshPolicy())
+    tracker.set_configured(STATIC, ["a"])
+    assert tracker.claim_due() == "a"
+    waiting = threading.Event()
+
+    def wait(condition: threading.Condition, timeout: float | None) -> object:
+        waiting.set()  # the tracker's lock is held until condition.wait releases it
+        return condition.wait(timeout)
+
+    limiters = {action: SlidingWindowLimiter(10) for action in ACTIONS}
+    refresher = Refresher(FakeApi(), tracker, limiters, wait=wait)
+    results: list[bool] = []
+    scrape = threading.Thread(target=lambda: results.append(refresher.wait_for_fresh(60.0)))
+    scrape.start()
+    assert waiting.wait(10)
+    tracker.record_lookup(TaskStatus("a", 3, "r", "s", 1))  # blocks until the scrape waits
+    scrape.join(10)
+    assert not scrape.is_alive() and results == [True]
+
+
+def test_the_worker_threads_refresh_every_task_and_stop_when_told() -> None:
+    """The real loops: workers survive a bug in one lookup, and stop() ends every thread."""
+    done = threading.Event()
+
+    class Api(FakeApi):
+        def get_task_status(self, task_id: str) -> TaskStatus:
+            try:
+                return super().get_task_status(task_id)
+            finally:
+                if len(set(self.calls)) == 3 and len(self.calls) >= 4:
+                    done.set()
+
+    api = Api([RuntimeError("surprise")])
+    tracker = Tracker(RefreshPolicy(fast_interval=0.01, failure_backoff_cap=0.01))
+    tracker.set_configured(STATIC, ["a", "b", "c"])
+    limiters = {action: SlidingWindowLimiter(10, window=0.01) for action in ACTIONS}
+    refresher = Refresher(api, tracker, limiters, workers=2, discovery=True, idle_after=None)
+    refresher.start()
+    try:
+        assert done.wait(10), api.calls
+    finally:
+        refresher.stop()
+    assert all(view.lookup_ok for view in tracker.snapshot().tasks)
+    assert api.lists >= 1
+    assert not [t for t in threading.enumerate() if t.name.startswith("zego-")]
+
+
+# -- per-Action isolation, listing interval, logging ---------------------------------------------
 
 def denied(action: str) -> ApiError:
     return ApiError(400010001, "no permission", action, "req-denied")
@@ -387,7 +433,7 @@ def test_credential_and_gateway_failures_pause_both_actions(
 
 
 def test_the_listing_interval_stretches_only_for_lists_that_cost_too_much() -> None:
-    cpu = HandClock()
+    cpu = FakeClock(0.0)
     cost = [0.01]
     api = FakeApi(listing=RunningTasks([TaskStatus("t", 3, "r", "s", 1)]))
     original = api.query_running_tasks

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.strategies import json_values
 from zego_exporter.errors import ApiError, InvalidResponse, TaskNotFound, ZegoError
 from zego_exporter.responses import (
     RunningTasks,
@@ -168,16 +169,6 @@ def test_non_zero_code_becomes_api_error_with_outcome_label_and_request_id() -> 
 
 
 # -- properties ------------------------------------------------------------------------------
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["Code", "Message", "Data", "TaskList", "TaskId", "Status", "RoomId",
-                         "StreamId", "CreateTime", "FailReason", "x"]) | st.text(max_size=5),
-        inner, max_size=6),
-    max_leaves=20,
-)
-
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))

@@ -2,39 +2,44 @@
 
 The simulated ZEGO API runs in the test process; the exporter is started the way a user starts
 it (`python -m zego_exporter ...`, configured through the environment), and every process and
-server is stopped by the test or fixture that started it. The helpers at the top are shared
-with test_cli.py.
+server is stopped by the test or fixture that started it. Its helpers are
+in tests/support (processes.py, scrapes.py).
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
-import http.client
-import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from conftest import APP_ID, SECRET_TEXT, require_binary
-from contract_metrics import CONTRACT_METRICS
-from e2e_stack import free_port
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
-from zego_exporter.signing import Secret
-from zego_exporter.simulator import Faults, Latency, Simulator, World
+from tests.support.components import require_binary
+from tests.support.contract_metrics import CONTRACT_METRICS
+from tests.support.credentials import SECRET_TEXT
+from tests.support.processes import (
+    ExporterRun,
+    answers,
+    clean_env,
+    exporter_process,
+    fetch,
+    free_port,
+    serve_env,
+    showcase_simulator,
+)
+from tests.support.scrapes import metric_types, samples, task_states
+from tests.support.waiting import wait_until
+from zego_exporter.simulator import Faults, Latency, Simulator
 
 STATES = ("initializing", "init_failed", "streaming", "stopping", "stopped", "not_found",
           "unknown")
@@ -42,154 +47,12 @@ WEB_CONFIG_GAUGE = "zego_digital_human_web_config_last_reload_successful"
 OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-# -- shared helpers --------------------------------------------------------------------------
-
-def clean_env(**values: str) -> dict[str, str]:
-    """The test's environment without any ZEGO_* variable, plus `values`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZEGO_")}
-    env.update(values)
-    return env
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-def fetch(base: str, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-          body: bytes | None = None, timeout: float = 10.0) -> Response:
-    url = urlsplit(base)
-    assert url.hostname is not None and url.port is not None
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        answer = conn.getresponse()
-        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()},
-                        answer.read())
-    finally:
-        conn.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str,
-               proc: subprocess.Popen[str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process ended with {proc.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def answers(base: str, path: str, status: int) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return fetch(base, path, timeout=2).status == status
-        except OSError:
-            return False
-    return check
-
-
-@dataclass
-class Exporter:
-    proc: subprocess.Popen[str]
-    url: str
-    stdout_path: Path
-    stderr_path: Path
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def stdout(self) -> str:
-        return self.stdout_path.read_text()
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        wait_until(answers(self.url, "/-/ready", 200), timeout, "/-/ready", self.proc)
-
-    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
-        """SIGTERM, then (exit code, seconds it took to exit)."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - started
-
-
-@contextmanager
-def exporter_process(args: list[str], env: dict[str, str], workdir: Path,
-                     port: int | None = None) -> Iterator[Exporter]:
-    """`python -m zego_exporter <args>` listening on 127.0.0.1:<port>; stopped on exit.
-
-    Without `port`, a free port is passed with --web.listen-address; with one, the caller
-    has told the process where to listen (e.g. in ZEGO_EXPORTER_LISTEN_ADDRESS)."""
-    listen: list[str] = []
-    if port is None:
-        port = free_port()
-        listen = ["--web.listen-address", f"127.0.0.1:{port}"]
-    workdir.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
-    with open(stdout_path, "w") as out, open(stderr_path, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zego_exporter", *args, *listen],
-            env=env, stdout=out, stderr=err, text=True,
-        )
-    try:
-        yield Exporter(proc, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def showcase_simulator(streaming: int = 4, **options: object) -> Simulator:
-    world = World.static(streaming)
-    world.add_showcase()
-    return Simulator(APP_ID, Secret(SECRET_TEXT), world=world, **options)  # type: ignore[arg-type]
-
-
-def serve_env(sim: Simulator, **values: str) -> dict[str, str]:
-    return clean_env(ZEGO_APP_ID=str(APP_ID), ZEGO_SERVER_SECRET=SECRET_TEXT,
-                     ZEGO_API_URL=sim.url, **values)
-
-
-def metric_types(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-def samples(text: str) -> list[Sample]:
-    return [Sample(s.name, dict(s.labels), s.value)
-            for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def state_of(text: str, task_id: str) -> set[str]:
-    """The states with value 1 of one task in a scrape."""
-    return {s.labels["state"] for s in samples(text)
-            if s.name == "zego_digital_human_task_state" and s.labels["task_id"] == task_id
-            and s.value == 1}
-
-
 # -- serve against the simulated API ---------------------------------------------------------
 
 @dataclass
 class Served:
     sim: Simulator
-    exporter: Exporter
+    exporter: ExporterRun
     scrape: str
 
 
@@ -206,8 +69,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         with exporter_process(args, serve_env(sim), tmp_path_factory.mktemp("serve")) as exp:
             exp.wait_ready()
             stopped = sim.showcase["stopped"][0]
-            wait_until(lambda: state_of(fetch(exp.url, "/metrics").text, stopped) == {"stopped"},
-                       15, "the showcase's stopped task to show stopped", exp.proc)
+            wait_until(lambda: task_states(fetch(exp.url, "/metrics").text, stopped) == {"stopped"},
+                       timeout=15, what="the showcase's stopped task to show stopped",
+                       proc=exp.proc)
             scrape = fetch(exp.url, "/metrics")
             assert scrape.status == 200, exp.stderr()
             yield Served(sim, exp, scrape.text)
@@ -245,7 +109,7 @@ def test_every_showcase_task_shows_its_state_with_task_room_and_stream(served: S
     found = samples(served.scrape)
     for state, task_ids in served.sim.showcase.items():
         task_id = task_ids[0]
-        assert state_of(served.scrape, task_id) == {state}, task_id
+        assert task_states(served.scrape, task_id) == {state}, task_id
         own = [s for s in found if s.labels.get("task_id") == task_id
                and s.name != "zego_digital_human_task_lookup_success"]
         assert own
@@ -279,7 +143,7 @@ def test_discovered_tasks_and_api_health_are_exported(served: Served) -> None:
 
     running = [task.task_id for task in served.sim.world.running()]
     for task_id in running:
-        assert state_of(served.scrape, task_id) & {"streaming", "initializing"}
+        assert task_states(served.scrape, task_id) & {"streaming", "initializing"}
     # The showcase's stopped task was listed while it streamed: it stays tracked, ended.
     assert value("zego_digital_human_tracked_tasks", source="discovered") == len(running) + 1
     assert value("zego_digital_human_tracked_tasks", source="static") == len(STATES)
@@ -337,7 +201,8 @@ def test_slow_api_readiness_scrape_deadline_and_sigterm(tmp_path: Path) -> None:
         running = [task.task_id for task in sim.world.running()]
         args = ["serve", "--task-id", running[0], "--task-id", running[1]]
         with exporter_process(args, serve_env(sim), tmp_path) as exp:
-            wait_until(answers(exp.url, "/-/healthy", 200), 10, "/-/healthy", exp.proc)
+            wait_until(answers(exp.url, "/-/healthy", 200), timeout=10, what="/-/healthy",
+                       proc=exp.proc)
             # Every answer takes 2 s: the first round cannot be done yet.
             assert fetch(exp.url, "/-/ready").status == 503
 
@@ -375,15 +240,16 @@ def test_a_web_config_file_that_breaks_fails_closed_until_it_is_fixed(tmp_path: 
     with showcase_simulator(1) as sim:
         args = ["serve", "--no-discovery", "--web.config.file", str(web_config)]
         with exporter_process(args, serve_env(sim), tmp_path / "run") as exp:
-            wait_until(answers(exp.url, "/-/healthy", 200), 10, "/-/healthy", exp.proc)
+            wait_until(answers(exp.url, "/-/healthy", 200), timeout=10, what="/-/healthy",
+                       proc=exp.proc)
             scrape = fetch(exp.url, "/metrics", headers=alice)
             assert scrape.status == 200
             assert [s.value for s in samples(scrape.text) if s.name == WEB_CONFIG_GAUGE] == [1]
 
             # Alice is removed in an edit that also breaks the file: she must not get in.
             web_config.write_text(users(bob="builder") + "  carol: hunter2\n")
-            wait_until(lambda: fetch(exp.url, "/metrics", headers=alice).status == 500, 10,
-                       "the broken file to apply", exp.proc)
+            wait_until(lambda: fetch(exp.url, "/metrics", headers=alice).status == 500, timeout=10,
+                       what="the broken file to apply", proc=exp.proc)
             assert fetch(exp.url, "/", headers=login("bob", "builder")).status == 500
             assert fetch(exp.url, "/-/healthy").status == 200
             problems = [line for line in exp.stderr().splitlines() if "web config" in line]
@@ -393,8 +259,8 @@ def test_a_web_config_file_that_breaks_fails_closed_until_it_is_fixed(tmp_path: 
 
             web_config.write_text(users(bob="builder"))
             bob = login("bob", "builder")
-            wait_until(lambda: fetch(exp.url, "/metrics", headers=bob).status == 200, 10,
-                       "the fixed file to apply", exp.proc)
+            wait_until(lambda: fetch(exp.url, "/metrics", headers=bob).status == 200, timeout=10,
+                       what="the fixed file to apply", proc=exp.proc)
             assert fetch(exp.url, "/metrics", headers=alice).status == 401
             scrape = fetch(exp.url, "/metrics", headers=bob)
             assert [s.value for s in samples(scrape.text) if s.name == WEB_CONFIG_GAUGE] == [1]
@@ -435,7 +301,8 @@ def test_demo_shows_every_state_within_ten_seconds_and_stops_on_sigterm() -> Non
             return all(m.name in types for m in CONTRACT_METRICS
                        if m.name != WEB_CONFIG_GAUGE) and shown >= set(STATES)
 
-        wait_until(complete, 10 - (time.monotonic() - started), "every metric and state", proc)
+        wait_until(complete, timeout=10 - (time.monotonic() - started),
+                   what="every metric and state", proc=proc)
         assert f"{base}/metrics" in "".join(output)
 
         proc.send_signal(signal.SIGTERM)

@@ -18,12 +18,12 @@ from typing import Any
 
 import bcrypt
 import pytest
-from certs import certificate, write_key
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.certs import certificate, write_key
 from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
     INSTALL_HINT,

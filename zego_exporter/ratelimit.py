@@ -25,7 +25,8 @@ WaitFn = Callable[[threading.Condition, "float | None"], object]
 _IN_FLIGHT: Final = math.inf
 
 
-def _default_wait(condition: threading.Condition, timeout: float | None) -> object:
+def wait_on(condition: threading.Condition, timeout: float | None) -> object:
+    """The real wait (a WaitFn): `condition.wait(timeout)`."""
     return condition.wait(timeout)
 
 
@@ -61,7 +62,7 @@ class SlidingWindowLimiter:
         *,
         window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        wait: WaitFn = _default_wait,
+        wait: WaitFn = wait_on,
         rng: random.Random | None = None,
         recovery_step: float = 5.0,
         backoff_base: float = 1.0,

@@ -27,7 +27,7 @@ from zego_exporter.errors import (
     TaskNotFound,
     ZegoError,
 )
-from zego_exporter.ratelimit import Permit, SlidingWindowLimiter
+from zego_exporter.ratelimit import Permit, SlidingWindowLimiter, WaitFn, wait_on
 from zego_exporter.responses import (
     ACTION_GET_STATUS,
     ACTION_QUERY_TASKS,
@@ -77,7 +77,8 @@ class Refresher:
 
     `count_skipped(n)` is told about list entries that could not be read (the exporter counts
     them); `cpu_clock` measures what a discovery round costs this thread (for the listing
-    interval). Clocks are parameters so tests can drive `discover` and `look_up` by hand.
+    interval). Clocks, and `wait` (how `wait_for_fresh` waits on the tracker), are parameters
+    so tests can drive `discover`, `look_up` and `wait_for_fresh` by hand.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Refresher:
         rejected_retry: float = REJECTED_RETRY_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.thread_time,
+        wait: WaitFn = wait_on,
         count_skipped: Callable[[int], None] | None = None,
     ) -> None:
         self._api = api
@@ -103,6 +105,7 @@ class Refresher:
         self._rejected_retry = rejected_retry
         self._mono = monotonic
         self._cpu_clock = cpu_clock
+        self._wait = wait
         self._count_skipped = count_skipped
         self._stop = threading.Event()
         self._demand = threading.Event()
@@ -116,8 +119,6 @@ class Refresher:
         self._log_lock = threading.Lock()
         self._problems: dict[str, tuple[str, float]] = {}  # action -> (outcome, logged at)
         self._skipped_logged: tuple[int, float] | None = None  # (skipped, logged at)
-        self._looking_up: set[str] = set()  # TaskIds whose lookup is in flight right now
-        self._looking_up_lock = threading.Lock()
 
     # -- lifecycle --
 
@@ -171,15 +172,15 @@ class Refresher:
         pending = self._tracker.urgent_or_in_flight()
         give_up_at = self._mono() + timeout
         limiter = self._limiters.get(ACTION_GET_STATUS)
-        while pending and not self._tracker.is_settled(pending):
+        while pending:
             left = give_up_at - self._mono()
             if left <= 0:
-                return False
-            if limiter is not None and limiter.paused_until - limiter.now() >= left:
-                with self._looking_up_lock:
-                    if not pending & self._looking_up:
-                        return False
-            time.sleep(0.01)
+                return self._tracker.is_settled(pending)
+            backing_off = limiter is not None and limiter.paused_until - limiter.now() >= left
+            # Woken by each recorded result, not by polling.
+            if self._tracker.wait_settled(pending, left, in_flight_only=backing_off,
+                                          wait=self._wait):
+                return not backing_off or self._tracker.is_settled(pending)
         return True
 
     # -- one call each: what the loops do, and what tests drive by hand --
@@ -267,13 +268,7 @@ class Refresher:
                 due_in = self._tracker.next_due_in()
                 self._tracker.wait_for_due(1.0 if due_in is None else min(due_in, 1.0))
                 continue
-            with self._looking_up_lock:
-                self._looking_up.add(task_id)
-            try:
-                self.look_up(task_id, permit)
-            finally:
-                with self._looking_up_lock:
-                    self._looking_up.discard(task_id)
+            self.look_up(task_id, permit)
 
     def _discovery_loop(self) -> None:
         limiter = self._limiters[ACTION_QUERY_TASKS]
@@ -291,17 +286,24 @@ class Refresher:
             if dropped:
                 log.debug("forgot ended tasks past retention", extra={"tasks": dropped})
 
+    def demanded(self) -> bool:
+        """Whether refreshing should go on: someone scraped within idle_after (or it is off).
+        Going idle is logged once."""
+        if self._idle_after is None or self._mono() - self._last_demand < self._idle_after:
+            return True
+        if not self._idle:
+            self._idle = True
+            log.info("not scraped for a while: pausing API calls until the next scrape",
+                     extra={"idle_after_seconds": self._idle_after})
+        return False
+
     def _wait_for_demand(self) -> bool:
         """True while refreshing should go on; blocks while nobody scrapes; False on stop."""
         while not self._stop.is_set():
-            if self._idle_after is None or self._mono() - self._last_demand < self._idle_after:
+            if self.demanded():
                 return True
-            if not self._idle:
-                self._idle = True
-                log.info("not scraped for a while: pausing API calls until the next scrape",
-                         extra={"idle_after_seconds": self._idle_after})
             self._demand.clear()
-            if self._mono() - self._last_demand >= self._idle_after:
+            if not self.demanded():  # a scrape may have come since the first look
                 self._demand.wait(5.0)
         return False
 

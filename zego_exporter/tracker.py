@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
+from zego_exporter.ratelimit import WaitFn, wait_on
 from zego_exporter.responses import TaskStatus, clean_fail_reason
 from zego_exporter.states import (
     NOT_FOUND,
@@ -155,6 +156,7 @@ class Tracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._due_changed = threading.Condition(self._lock)
+        self._answered = threading.Condition(self._lock)  # a claimed task got its result
         self._entries: dict[str, _Entry] = {}
         self._schedule: list[tuple[float, int, str]] = []  # (due, seq, task_id)
         self._ready: list[tuple[int, float, int, str]] = []  # (priority, staleness, seq, id)
@@ -178,6 +180,7 @@ class Tracker:
                     if not entry.sources:
                         self._drop_locked(task_id)
             self._due_changed.notify_all()
+            self._answered.notify_all()  # sources can settle tasks without a lookup
 
     def task_ids(self) -> list[str]:
         with self._lock:
@@ -278,6 +281,7 @@ class Tracker:
                     left.append(task_id)
                     self._reschedule_locked(entry, now, _URGENT)
             self._due_changed.notify_all()
+            self._answered.notify_all()  # sources can settle tasks without a lookup
             return left
 
     def record_callback(self, result: TaskStatus, event_time: float | None = None) -> bool:
@@ -305,6 +309,7 @@ class Tracker:
             entry.sources |= _SOURCE_BIT[CALLBACK]
             self._store_locked(entry, result, now, source=CALLBACK)
             self._due_changed.notify_all()
+            self._answered.notify_all()  # sources can settle tasks without a lookup
             return True
 
     def now(self) -> float:
@@ -387,14 +392,18 @@ class Tracker:
     def is_settled(self, task_ids: set[str]) -> bool:
         """True when none of `task_ids` is in flight or urgently due any more."""
         with self._lock:
-            now = self._clock()
-            for task_id in task_ids:
-                entry = self._entries.get(task_id)
-                if entry is not None and (
-                    entry.in_flight or (entry.priority == _URGENT and entry.due <= now)
-                ):
-                    return False
-            return True
+            return not self._unsettled_locked(task_ids, in_flight_only=False)
+
+    def wait_settled(self, task_ids: set[str], timeout: float, *, in_flight_only: bool = False,
+                     wait: WaitFn = wait_on) -> bool:
+        """True at once when none of `task_ids` is in flight or urgently due (`in_flight_only`:
+        in flight); else waits up to `timeout` s for the next result to be recorded, and then
+        says whether they are settled. `wait` is how to wait (tests move a clock instead)."""
+        with self._answered:
+            if not self._unsettled_locked(task_ids, in_flight_only=in_flight_only):
+                return True
+            wait(self._answered, timeout)
+            return not self._unsettled_locked(task_ids, in_flight_only=in_flight_only)
 
     def first_round_done(self) -> bool:
         """Every configured task has been asked about at least once, by its own lookup or by
@@ -458,7 +467,17 @@ class Tracker:
         entry = self._entries.pop(task_id)
         self._forget_pair_locked(entry.view)
 
+    def _unsettled_locked(self, task_ids: set[str], *, in_flight_only: bool) -> bool:
+        now = self._clock()
+        for task_id in task_ids:
+            entry = self._entries.get(task_id)
+            if entry is not None and (entry.in_flight or (
+                    not in_flight_only and entry.priority == _URGENT and entry.due <= now)):
+                return True
+        return False
+
     def _attempted_locked(self, entry: _Entry, now: float) -> None:
+        self._answered.notify_all()
         entry.in_flight = False
         entry.asked_at = None
         entry.attempts += 1

@@ -18,16 +18,15 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import promql_parser as promql
 import yaml
-from contract_metrics import queryable_names
 
 from grafana.build_dashboard import iter_panels
+from tests.support.contract_metrics import queryable_names
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_FILE = ROOT / "grafana" / "zego-digital-human.json"
 ALERTS_FILE = ROOT / "prometheus" / "alerts.yml"
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"

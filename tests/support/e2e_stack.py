@@ -33,9 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import yaml
 
+from tests.support.paths import ROOT
 from zego_exporter.simulator import Simulator
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_ALERTS = ROOT / "prometheus" / "alerts.yml"
 SHIPPED_ALERTMANAGER = ROOT / "prometheus" / "alertmanager.yml"
 JOB = "zego-exporter"
