@@ -1,19 +1,18 @@
 """Renders the metric families of `families.py` in the Prometheus text format and in OpenMetrics,
-fast.
+fast, and a piece at a time.
 
-prometheus_client builds a Sample object per sample and escapes every label of every sample on
-each scrape; with 10,000 tasks that is about 130,000 samples. Here each family is written from
-its spec (`families.FAMILIES`, the same specs the collector walks), a chunk of rows at a time,
-each line one f-string of constant text and the rows' values. Label values are not escaped one
-by one: each chunk's values are checked at once for a quote, backslash or newline (rare in
-TaskIds, rooms and streams), and only a chunk that has one is escaped; the check is made once
-per scrape for all the families that read the same labels of the same rows. Small integers
-(status codes, counts) are looked up, and floats skip the overhead of prometheus_client's
-conversion. Prometheus asks for OpenMetrics first, so both formats take this path; they differ
-only in a few family headers and the closing `# EOF`. The output is byte-identical to
-prometheus_client's `generate_latest` (either format) over `ZegoCollector` plus the other
-collectors (tests/test_exposition.py holds it to that). This module renders only: it never takes
-a snapshot or calls the API itself.
+prometheus_client builds a Sample object per sample and escapes every label of every sample;
+with 10,000 tasks that is about 130,000 samples. Here each family is written from its spec (the
+same specs the collector walks), a chunk of rows at a time, each line one f-string of constant
+text and values; a chunk's label values are checked at once for a quote, backslash or newline,
+and only a chunk that has one is escaped (the check is made once per scrape for the families
+reading the same labels of the same rows); floats skip the overhead of floatToGoString. The text
+is made as it is taken, in pieces of about PIECE_CHARS, so a scrape in progress holds a few
+hundred KB whatever the number of tasks. Both formats take this path (Prometheus asks for
+OpenMetrics first); they differ in a few family headers and the closing `# EOF`. The output is
+byte-identical to prometheus_client's `generate_latest` (either format) over `ZegoCollector`
+plus the other collectors (tests/test_exposition.py holds it to that). This module renders
+only: it never takes a snapshot or calls the API itself.
 """
 
 from __future__ import annotations
@@ -140,9 +139,10 @@ def _value_text(value: float) -> str:
     return _go_float(value) if dot < 0 else text
 
 
-ROWS_PER_CHUNK = 256
-"""Rows rendered at a time; every family over the same rows cuts them the same way, so a
-chunk's escaping check is made once per scrape (see _Plan.chunks)."""
+ROWS_PER_CHUNK = 64
+"""Rows rendered at a time (~70 KB of text for a one-hot family, ~9 KB for the others). Every
+family over the same rows cuts them the same way, so that each chunk's escaping check is made
+once per scrape (see _Plan.chunks): one byte per chunk, 1.6 KB at 100,000 tasks."""
 
 
 class _Plan:
@@ -177,11 +177,11 @@ class _Plan:
         }
         self.none_current = [(label, _ZERO) for label, _ in self.variants[one_hot.values[0]]]
 
-    def chunks(self, scrape: Scrape, checked: dict[object, list[bool]]) -> Iterator[str]:
+    def chunks(self, scrape: Scrape, checked: dict[object, bytearray]) -> Iterator[str]:
         """The family's sample lines, ROWS_PER_CHUNK rows at a time."""
         spec, now = self.spec, scrape.now
         rows = iter(spec.rows(scrape))
-        escape = checked.setdefault(self.check_key, [])
+        escape = checked.setdefault(self.check_key, bytearray())
         for index, chunk in enumerate(iter(lambda: list(islice(rows, ROWS_PER_CHUNK)), [])):
             labels: list[Sequence[str]] = list(map(spec.label_values, chunk))
             if index == len(escape):
@@ -208,6 +208,12 @@ class _Plan:
         return out
 
 
+PIECE_CHARS = 128 * 1024
+"""Text gathered before a piece is handed on: big enough that the per-piece costs (gzip flush,
+chunk header, system call) stay small, small enough that a scrape's buffers stay a few hundred
+KB whatever the task count."""
+
+
 class TextRenderer:
     """Renders snapshots in either format; it keeps nothing between scrapes."""
 
@@ -215,18 +221,35 @@ class TextRenderer:
         self._collector = collector
         self._plans = tuple(_Plan(spec) for spec in FAMILIES)
 
+    def pieces(self, snap: Snapshot, rest: Collector | None = None, *,
+               openmetrics: bool = False) -> Iterator[bytes]:
+        """The exposition of `snap`, then of `rest` (other collectors), as UTF-8 pieces of about
+        PIECE_CHARS each; OpenMetrics ends with a single `# EOF`. Rendering happens as the
+        pieces are taken, so memory stays the same whatever the number of tasks."""
+        gathered: list[str] = []
+        size = 0
+        for text in self._texts(snap, rest, openmetrics=openmetrics):
+            gathered.append(text)
+            size += len(text)
+            if size >= PIECE_CHARS:
+                yield "".join(gathered).encode()
+                gathered.clear()
+                size = 0
+        if gathered:
+            yield "".join(gathered).encode()
+
     def render(self, snap: Snapshot, rest: Collector | None = None) -> bytes:
-        """The text exposition of `snap`, followed by that of `rest` (other collectors)."""
-        return _encode(list(self._pieces(snap, rest, openmetrics=False)))
+        """The whole text exposition of `snap` and `rest` at once (tests, benchmarks)."""
+        return b"".join(self.pieces(snap, rest))
 
     def render_openmetrics(self, snap: Snapshot, rest: Collector | None = None) -> bytes:
-        """The OpenMetrics exposition of `snap` and `rest`, ending with a single `# EOF`."""
-        return _encode(list(self._pieces(snap, rest, openmetrics=True)))
+        """The whole OpenMetrics exposition of `snap` and `rest` at once (tests, benchmarks)."""
+        return b"".join(self.pieces(snap, rest, openmetrics=True))
 
-    def _pieces(self, snap: Snapshot, rest: Collector | None, *,
-                openmetrics: bool) -> Iterator[str]:
+    def _texts(self, snap: Snapshot, rest: Collector | None, *,
+               openmetrics: bool) -> Iterator[str]:
         scrape, help_texts = self._collector.scrape(snap), self._collector.help
-        checked: dict[object, list[bool]] = {}
+        checked: dict[object, bytearray] = {}
         for plan in self._plans:
             name, kind = plan.headers[openmetrics]
             yield _header(name, kind, help_texts[plan.name], openmetrics=openmetrics)
@@ -238,9 +261,3 @@ class TextRenderer:
             yield generate_openmetrics(rest).decode()  # type: ignore[no-untyped-call]
         else:
             yield generate_latest(rest).decode()
-
-
-def _encode(pieces: list[str]) -> bytes:
-    text = "".join(pieces)
-    pieces.clear()  # the pieces go before the bytes come: a lower peak at large task counts
-    return text.encode("utf-8")

@@ -169,7 +169,10 @@ FAMILIES: tuple[Family[Any], ...] = (
     ),
     Family[float](
         "scrape_duration_seconds", "gauge",
-        "Time the previous collection of these metrics took.",
+        "Seconds the previous complete scrape took to write its body: from the snapshot of the "
+        "cached data to the last piece handed to the connection, so rendering, gzip and sending "
+        "(a slow reader makes it longer), but not the wait for lookups in flight before it. "
+        "Scrapes that the client abandoned do not count.",
         lambda scrape: (scrape.last_duration,), value=lambda seconds, now: seconds,
     ),
     Family[str](
