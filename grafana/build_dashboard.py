@@ -53,9 +53,15 @@ def sel(metric: str, matchers: str = TASK, extra: str = "") -> str:
     return f"{metric}{{{matchers}{', ' + extra if extra else ''}}}"
 
 
+def state_matcher(states: str) -> str:
+    """`state="x"` for one state, `state=~"x|y"` for several: a regexp on a fixed string costs
+    a regexp match for nothing (pint's promql/regexp)."""
+    return f'state=~"{states}"' if "|" in states else f'state="{states}"'
+
+
 def state_count(states: str) -> str:
     """Number of tasks whose current state matches `states`, 0 rather than no data."""
-    series = sel("zego_digital_human_task_state", extra=f'state=~"{states}"')
+    series = sel("zego_digital_human_task_state", extra=state_matcher(states))
     # max by task_id: a task watched by two exporters (an HA pair) counts once.
     return f"sum(max by (task_id) ({series})) or vector(0)"
 
@@ -67,7 +73,7 @@ def task_data_age(by: str) -> str:
     stops on purpose; leaving them in would make every finished task look stale.
     """
     last = sel("zego_digital_human_task_last_success_timestamp_seconds")
-    terminal = sel("zego_digital_human_task_state", extra=f'state=~"{TERMINAL_STATES}"')
+    terminal = sel("zego_digital_human_task_state", extra=state_matcher(TERMINAL_STATES))
     grouping = f" by ({by})" if by else ""
     return (
         f"max{grouping} (\n  (time() - {last})\n"
@@ -76,16 +82,20 @@ def task_data_age(by: str) -> str:
 
 
 def failures_in(window: str, by: str) -> str:
-    """Tasks that entered init_failed in `window`, by the given labels.
+    """Tasks that entered init_failed in `window`, by the given labels, as whole numbers.
 
-    increase() misses a task first seen already failed: its series starts at 1 with no
-    earlier sample. Series that did not exist a window ago therefore count at their value.
+    The same count as the alert ZegoDigitalHumanRoomInitFailuresRepeated (prometheus/alerts.yml
+    explains both terms). increase() misses a task first seen already failed: its series starts
+    at 1 with no earlier sample, so series that did not exist a window ago count at their value
+    (the one raw read of the counter, allowed by name in tests/lint_rules.py). increase()
+    scales what it saw up to the window's edges (two failures read 2.008); floor() takes that
+    back to the failures it saw.
     """
     failures = sel("zego_digital_human_task_failures_total")
     grouping = f" by ({by})" if by else ""
     return (
         f"sum{grouping} (\n  ({failures} unless {failures} offset {window})\n"
-        f"  or\n  increase({failures}[{window}])\n)"
+        f"  or\n  floor(increase({failures}[{window}]))\n)"
     )
 
 
@@ -161,9 +171,17 @@ def targets(queries: Sequence[Query]) -> list[Json]:
 
 
 def panel(
-    kind: str, title: str, description: str, queries: Sequence[Query], *, w: int, h: int
+    kind: str,
+    title: str,
+    description: str,
+    queries: Sequence[Query],
+    *,
+    panel_id: int,
+    w: int,
+    h: int,
 ) -> Json:
     return {
+        "id": panel_id,
         "type": kind,
         "title": title,
         "description": description,
@@ -183,10 +201,11 @@ def stat(
     mappings: Sequence[Json] = (),
     color: str | None = None,
     graph: bool = True,
+    panel_id: int,
     w: int = 4,
     h: int = 4,
 ) -> Json:
-    result = panel("stat", title, description, [query], w=w, h=h)
+    result = panel("stat", title, description, [query], panel_id=panel_id, w=w, h=h)
     result["fieldConfig"] = {
         "defaults": {
             "color": {"mode": "fixed", "fixedColor": color} if color else {"mode": "thresholds"},
@@ -222,10 +241,11 @@ def timeseries(
     decimals: int | None = None,
     thresholds: Json | None = None,
     overrides: Sequence[Json] = (),
+    panel_id: int,
     w: int = 12,
     h: int = 8,
 ) -> Json:
-    result = panel("timeseries", title, description, queries, w=w, h=h)
+    result = panel("timeseries", title, description, queries, panel_id=panel_id, w=w, h=h)
     result["fieldConfig"] = {
         "defaults": {
             "color": {"mode": "palette-classic"},
@@ -265,10 +285,13 @@ def state_timeline(
     queries: Sequence[Query],
     mappings: Sequence[Json],
     *,
+    panel_id: int,
     w: int,
     h: int,
 ) -> Json:
-    result = panel("state-timeline", title, description, queries, w=w, h=h)
+    result = panel(
+        "state-timeline", title, description, queries, panel_id=panel_id, w=w, h=h
+    )
     result["fieldConfig"] = {
         "defaults": {
             "color": {"mode": "thresholds"},
@@ -314,7 +337,7 @@ TASK_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def task_table(title: str, description: str, *, w: int, h: int) -> Json:
+def task_table(title: str, description: str, *, panel_id: int, w: int, h: int) -> Json:
     labels = "task_id, room_id, stream_id"
     queries = [
         Query(
@@ -331,7 +354,7 @@ def task_table(title: str, description: str, *, w: int, h: int) -> Json:
         ),
         Query(task_data_age(labels), instant=True, table=True),
     ]
-    result = panel("table", title, description, queries, w=w, h=h)
+    result = panel("table", title, description, queries, panel_id=panel_id, w=w, h=h)
     result["fieldConfig"] = {
         "defaults": {
             "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True},
@@ -382,19 +405,24 @@ def task_table(title: str, description: str, *, w: int, h: int) -> Json:
 
 # --- the dashboard, row by row -----------------------------------------------------------
 
-ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
-    ("Overview", (
+# (row title, row panel id, panels). Panel ids are written out, never counted: alerts.yml links
+# to panels by id (dashboard_url ...?viewPanel=<id>), so adding or moving a panel must not
+# renumber the others. A new panel takes the next unused number.
+ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
+    ("Overview", 1, (
         stat(
             "Streaming",
             "Tasks whose last known state is streaming (Status 3): the digital human is live. "
             "A task watched by several exporters counts once.",
             Query(state_count("streaming")), color="green",
+            panel_id=2,
         ),
         stat(
             "Initializing",
             "Tasks still starting up (Status 1). The exporter re-checks them every 5 s; a task "
             "that stays here for long shows as a long blue bar in the timeline below.",
             Query(state_count("initializing")), color="blue",
+            panel_id=3,
         ),
         stat(
             "Init failed",
@@ -403,12 +431,14 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "--tasks.retention (default 1 h), configured ones stay while configured.",
             Query(state_count("init_failed")),
             thresholds=steps(("green", None), ("red", 1)),
+            panel_id=4,
         ),
         stat(
             "Stopping / stopped",
             "Tasks being stopped (Status 4) or stopped (Status 5). Stopped is terminal and is "
             "not polled again.",
             Query(state_count("stopping|stopped")), color="#8e8e8e",
+            panel_id=5,
         ),
         stat(
             "Not found",
@@ -416,6 +446,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "configured TaskId that is wrong, expired or already cleaned up. Terminal.",
             Query(state_count("not_found")),
             thresholds=steps(("green", None), ("purple", 1)),
+            panel_id=6,
         ),
         stat(
             "Unknown",
@@ -424,6 +455,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "failing' and 'ZEGO API up'.",
             Query(state_count("unknown")),
             thresholds=steps(("green", None), ("yellow", 1)),
+            panel_id=7,
         ),
         stat(
             "Exporter up",
@@ -431,6 +463,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "value per instance. DOWN means every other panel shows stale or no data.",
             Query(f"up{{{EXPORTER}}}", "{{instance}}"),
             mappings=UP_DOWN, thresholds=steps(("red", None), ("green", 1)), graph=False,
+            panel_id=8,
         ),
         stat(
             "ZEGO API up",
@@ -440,6 +473,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "log names the cause.",
             Query(sel("zego_digital_human_up", EXPORTER), "{{instance}}"),
             mappings=UP_DOWN, thresholds=steps(("red", None), ("green", 1)), graph=False,
+            panel_id=9,
         ),
         stat(
             "Init failures in range",
@@ -447,6 +481,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "once, including tasks that were already failed when the exporter first saw them.",
             Query(failures_in("$__range", "") + " or vector(0)", instant=True),
             thresholds=steps(("green", None), ("red", 1)), graph=False,
+            panel_id=10,
         ),
         stat(
             "Rate-limited calls in range",
@@ -461,6 +496,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 instant=True,
             ),
             thresholds=steps(("green", None), ("orange", 1)), graph=False,
+            panel_id=11,
         ),
         stat(
             "Oldest task data",
@@ -470,6 +506,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "is falling behind or the API is failing.",
             Query(task_data_age("")),
             unit="s", thresholds=steps(("green", None), ("orange", 60), ("red", 300)),
+            panel_id=12,
         ),
         stat(
             "Refresh backlog",
@@ -478,9 +515,10 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "grows when tasks / QPS exceeds the refresh interval or the API fails.",
             Query(f"sum({sel('zego_digital_human_refresh_backlog', EXPORTER)})"),
             thresholds=steps(("green", None), ("orange", 1)),
+            panel_id=13,
         ),
     )),
-    ("Tasks", (
+    ("Tasks", 14, (
         state_timeline(
             "Task states over time",
             "One row per task (room · task ID), coloured by state: streaming green, "
@@ -489,6 +527,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "the task then. Pick rooms in the room variable when there are many tasks.",
             [Query(state_number(), "{{room_id}} · {{task_id}}")],
             STATE_NUMBERS, w=24, h=10,
+            panel_id=15,
         ),
         task_table(
             "Tasks now",
@@ -497,6 +536,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             "which are not polled again) and ZEGO's fail reason for init_failed tasks. Sorted "
             "with failures first; click a header to sort, use its funnel to filter.",
             w=24, h=10,
+            panel_id=16,
         ),
         timeseries(
             "Init failures by room and stream",
@@ -509,9 +549,10 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 "{{room_id}} / {{stream_id}}",
             )],
             unit="short", bars=True, decimals=0, w=24,
+            panel_id=17,
         ),
     )),
-    ("ZEGO API", (
+    ("ZEGO API", 18, (
         timeseries(
             "API requests by action and code",
             "Calls per second to the ZEGO API by Action and result code: 0 success, "
@@ -532,6 +573,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                     "color": fixed_color("orange"),
                 }),
             ],
+            panel_id=19,
         ),
         timeseries(
             "Request rate vs configured limit",
@@ -561,6 +603,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                     "custom.lineStyle": {"dash": [10, 10], "fill": "dash"},
                 }),
             ],
+            panel_id=20,
         ),
         timeseries(
             "API latency (p50 / p90 / p99)",
@@ -573,6 +616,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 Query(quantile(0.99), "p99 {{action}}"),
             ],
             unit="s",
+            panel_id=21,
         ),
         state_timeline(
             "Reachability over time",
@@ -585,9 +629,10 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 Query(sel("zego_digital_human_up", EXPORTER), "ZEGO API via {{instance}}"),
             ],
             UP_DOWN, w=12, h=8,
+            panel_id=22,
         ),
     )),
-    ("Exporter", (
+    ("Exporter", 23, (
         timeseries(
             "Data freshness",
             "Age of the stalest task status per exporter, among tasks still being polled "
@@ -597,6 +642,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             [Query(task_data_age("instance"), "oldest task data ({{instance}})")],
             unit="s",
             thresholds=steps(("green", None), ("orange", 60), ("red", 300)),
+            panel_id=24,
         ),
         timeseries(
             "Refresh backlog",
@@ -608,6 +654,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             [Query(f"sum by (instance) ({sel('zego_digital_human_refresh_backlog', EXPORTER)})",
                    "{{instance}}")],
             unit="short", decimals=0,
+            panel_id=25,
         ),
         timeseries(
             "Tracked tasks by source",
@@ -618,6 +665,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
             [Query(f"sum by (source) ({sel('zego_digital_human_tracked_tasks', EXPORTER)})",
                    "{{source}}")],
             unit="short", decimals=0,
+            panel_id=26,
         ),
         timeseries(
             "Collection and scrape duration",
@@ -631,6 +679,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 Query(f"scrape_duration_seconds{{{EXPORTER}}}", "scrape ({{instance}})"),
             ],
             unit="s",
+            panel_id=27,
         ),
         timeseries(
             "Task lookups failing",
@@ -644,6 +693,7 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 "{{instance}}",
             )],
             unit="short", decimals=0,
+            panel_id=28,
         ),
         timeseries(
             "Callbacks received",
@@ -658,17 +708,19 @@ ROWS: tuple[tuple[str, tuple[Json, ...]], ...] = (
                 "{{event_type}} {{result}}",
             )],
             unit="reqps",
+            panel_id=29,
         ),
     )),
 )
 
 
-def layout(rows: Sequence[tuple[str, Sequence[Json]]]) -> list[Json]:
-    """Number the panels and place them left to right, wrapping at the 24-column grid."""
+def layout(rows: Sequence[tuple[str, int, Sequence[Json]]]) -> list[Json]:
+    """Place the panels left to right, wrapping at the 24-column grid, under their rows."""
     panels: list[Json] = []
     y = 0
-    for title, row_panels in rows:
+    for title, row_id, row_panels in rows:
         panels.append({
+            "id": row_id,
             "type": "row",
             "title": title,
             "collapsed": False,
@@ -687,12 +739,16 @@ def layout(rows: Sequence[tuple[str, Sequence[Json]]]) -> list[Json]:
             x += w
             line_height = max(line_height, h)
         y += line_height
-    for panel_id, placed in enumerate(panels, start=1):
-        placed["id"] = panel_id
+    ids = [placed["id"] for placed in panels]
+    duplicates = sorted({panel_id for panel_id in ids if ids.count(panel_id) > 1})
+    if duplicates:
+        raise ValueError(f"panel ids used twice: {duplicates}; give each panel its own")
     return panels
 
 
-def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
+def query_variable(
+    name: str, label: str, query: str, *, multi: bool, all_value: str | None = None
+) -> Json:
     variable: Json = {
         "type": "query",
         "name": name,
@@ -711,18 +767,12 @@ def query_variable(name: str, label: str, query: str, *, multi: bool) -> Json:
     }
     if multi:
         variable["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    if all_value is not None:
+        variable["allValue"] = all_value
     return variable
 
 
 def templating() -> list[Json]:
-    room = query_variable(
-        "room_id", "Room",
-        'label_values(zego_digital_human_task_state{job=~"$job", instance=~"$instance"}, room_id)',
-        multi=True,
-    )
-    # label_values cannot list the empty room of a task whose RoomId is not known yet; a
-    # regex that matches everything keeps those tasks under "All".
-    room["allValue"] = ".*"
     return [
         {
             "type": "datasource",
@@ -737,12 +787,24 @@ def templating() -> list[Json]:
             "options": [],
             "current": {},
         },
-        query_variable("job", "Job", "label_values(zego_digital_human_up, job)", multi=False),
+        # "All" jobs is the regex of the jobs listed (no allValue), not dashboard-linter's
+        # `.+`: `up` and `scrape_duration_seconds` are Prometheus' own series, which every
+        # target of every job has, so `job=~".+"` would put all of them on this dashboard.
+        query_variable("job", "Job", "label_values(zego_digital_human_up, job)", multi=True),
+        # Within the selected jobs every instance is an exporter: `.+` is a short query.
         query_variable(
             "instance", "Instance",
-            'label_values(zego_digital_human_up{job=~"$job"}, instance)', multi=True,
+            'label_values(zego_digital_human_up{job=~"$job"}, instance)',
+            multi=True, all_value=".+",
         ),
-        room,
+        # label_values cannot list the empty room of a task whose RoomId is not known yet; a
+        # regex that also matches the empty string keeps those tasks under "All".
+        query_variable(
+            "room_id", "Room",
+            'label_values(zego_digital_human_task_state{job=~"$job", instance=~"$instance"}, '
+            "room_id)",
+            multi=True, all_value=".*",
+        ),
     ]
 
 
@@ -751,7 +813,9 @@ def build() -> Json:
         "annotations": {"list": []},
         "description": "ZEGOCLOUD Digital Human stream tasks as seen by zego-exporter: task "
         "states, failures, ZEGO API health and the exporter's own freshness.",
-        "editable": True,
+        # The file is the source of truth (provisioned, or imported from the repository): edits
+        # made in Grafana's UI would be lost on the next provisioning or import.
+        "editable": False,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,
         "id": None,

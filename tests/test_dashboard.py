@@ -178,6 +178,17 @@ def test_panel_ids_are_unique(dashboard: dict[str, Any]) -> None:
     assert all(isinstance(panel_id, int) and panel_id > 0 for panel_id in ids)
 
 
+def test_layout_refuses_a_panel_id_used_twice() -> None:
+    # Ids are written out in the generator (alerts link to them), so a copied panel spec could
+    # bring a second panel with the same id.
+    twice = [generator.stat("A", "d", generator.Query("up"), panel_id=2),
+             generator.stat("B", "d", generator.Query("up"), panel_id=2)]
+    with pytest.raises(ValueError, match=r"panel ids used twice: \[2\]"):
+        generator.layout([("Row", 1, twice)])
+    with pytest.raises(ValueError, match=r"panel ids used twice: \[1\]"):
+        generator.layout([("Row", 1, twice[:1]), ("Another row", 1, ())])
+
+
 def test_panels_fit_the_grid_without_overlapping(dashboard: dict[str, Any]) -> None:
     boxes = []
     for panel in _panels(dashboard):

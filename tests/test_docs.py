@@ -1,0 +1,274 @@
+"""The README and the manual in docs/ stay true to the code and to each other.
+
+The README is a short front page that names the two real commands (the demo and the test
+command `.ci/run` runs); every flag, environment variable and metric is documented on its
+page; every relative link and anchor resolves; every alert's `runbook_url` lands on its own
+heading in docs/alerts.md. Each check is a function returning the problems it found, and each
+test also feeds its checker a deliberately broken copy, so a check that cannot fail shows up.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from contract_metrics import CONTRACT_METRICS
+
+from zego_exporter.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+ALERTS = ROOT / "prometheus" / "alerts.yml"
+ALERTS_PAGE = DOCS / "alerts.md"
+
+FRONT_PAGE_MAX_LINES = 300
+# The one-command first run on a fresh machine, exactly as the README prints it.
+DEMO_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q . && .venv/bin/zego-exporter demo"
+RUNBOOK_BASE = "https://github.com/zego-exporter/zego-exporter/blob/main/docs/alerts.md#"
+
+FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+INLINE_LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]\n]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.MULTILINE)
+
+
+def pages() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def prose(text: str) -> str:
+    """Markdown without fenced code blocks, where `#` lines and brackets are not markup."""
+    return FENCE.sub("", text)
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: its rendered text lowercased, every character other
+    than a letter, digit, space, hyphen or underscore dropped, and spaces turned to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link renders as its text
+    text = "".join(c for c in text.lower() if c.isalnum() or c in " -_")
+    return text.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading anchor of a page; repeated headings get -1, -2... as on GitHub."""
+    seen: dict[str, int] = {}
+    found: set[str] = set()
+    for heading in HEADING.findall(prose(text)):
+        anchor = github_anchor(heading)
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        found.add(anchor if count == 0 else f"{anchor}-{count}")
+    return found
+
+
+def link_problems(page: Path, text: str) -> list[str]:
+    """Relative links of `page` (whose content is `text`) that point at no file, at a file
+    outside the repository, or at a heading the target page does not have."""
+    body = CODE_SPAN.sub("", prose(text))
+    targets = INLINE_LINK.findall(body) + REFERENCE_LINK.findall(body)
+    problems = []
+    for target in targets:
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
+            continue  # https:, mailto: and the like: not ours to check offline
+        path_part, _, anchor = target.partition("#")
+        where = f"{page.relative_to(ROOT)}: link {target!r}"
+        resolved = (page.parent / path_part).resolve() if path_part else page
+        if not resolved.is_relative_to(ROOT):
+            problems.append(f"{where} leaves the repository")
+            continue
+        if not resolved.exists():
+            problems.append(f"{where} points at a missing file")
+            continue
+        if anchor:
+            if resolved.suffix != ".md":
+                problems.append(f"{where} has an anchor into a file that is not Markdown")
+                continue
+            target_text = text if resolved == page else resolved.read_text(encoding="utf-8")
+            if anchor not in anchors(target_text):
+                problems.append(f"{where} names no heading of {resolved.relative_to(ROOT)}")
+    return problems
+
+
+def test_github_anchors_follow_githubs_rules() -> None:
+    assert github_anchor("ZegoDigitalHumanApiDown") == "zegodigitalhumanapidown"
+    assert github_anchor("Delivery is not guaranteed: polling still reconciles") == (
+        "delivery-is-not-guaranteed-polling-still-reconciles"
+    )
+    assert github_anchor("Running it on its own: `zego-exporter simulate`") == (
+        "running-it-on-its-own-zego-exporter-simulate"
+    )
+    assert anchors("# A\n```sh\n# not a heading\n```\n## A\n") == {"a", "a-1"}
+
+
+# -- links --------------------------------------------------------------------------------------
+
+
+def test_every_relative_link_resolves() -> None:
+    problems = [p for page in pages() for p in link_problems(page, page.read_text("utf-8"))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_link_checker_catches_broken_links() -> None:
+    page = DOCS / "configuration.md"
+    broken = (
+        "[gone](no-such-page.md) [wrong heading](metrics.md#no-such-heading) "
+        "[no heading here](#nowhere) [outside](../../etc/passwd) "
+        "[fine](metrics.md#example-promql)\n"
+        "[ref]: alerts.md#zegodigitalhumanapidownn\n"
+        "```\n[in code, not a link](nowhere.md)\n```\n"
+    )
+    problems = link_problems(page, broken)
+    assert len(problems) == 5, problems
+    for expected in ("no-such-page.md", "no-such-heading", "#nowhere", "etc/passwd",
+                     "zegodigitalhumanapidownn"):
+        assert any(expected in problem for problem in problems), (expected, problems)
+
+
+def test_the_front_page_links_every_docs_page() -> None:
+    readme = README.read_text("utf-8")
+    missing = [p.name for p in sorted(DOCS.glob("*.md")) if f"(docs/{p.name})" not in readme]
+    assert not missing, f"README.md links no docs page {missing}"
+    index = (DOCS / "README.md").read_text("utf-8")
+    unindexed = [p.name for p in sorted(DOCS.glob("*.md"))
+                 if p.name != "README.md" and f"({p.name})" not in index]
+    assert not unindexed, f"docs/README.md does not list {unindexed}"
+
+
+# -- the front page -----------------------------------------------------------------------------
+
+
+def ci_test_command() -> str:
+    """The command `.ci/run` hands over to: CI runs exactly what the README promises."""
+    ci = (ROOT / ".ci" / "run").read_text("utf-8")
+    found = re.findall(r"^exec (.+)$", ci, re.MULTILINE)
+    assert len(found) == 1, f".ci/run should end in one `exec <the test command>`: {found}"
+    return found[0].strip()
+
+
+def front_page_problems(text: str, test_cmd: str) -> list[str]:
+    problems = []
+    lines = text.count("\n") + (not text.endswith("\n"))
+    if lines > FRONT_PAGE_MAX_LINES:
+        problems.append(f"README.md has {lines} lines; the front page keeps to "
+                        f"{FRONT_PAGE_MAX_LINES}: move the rest into a docs/ page")
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    for command, what in ((DEMO_COMMAND, "demo"), (test_cmd, "test")):
+        if not any(command in block.splitlines() for block in blocks):
+            problems.append(f"README.md lacks the {what} command `{command}` on a line of its own "
+                            "in a ```sh block")
+    return problems
+
+
+def test_front_page_is_short_and_shows_the_two_real_commands() -> None:
+    assert ci_test_command() == "bash scripts/test.sh"
+    assert "scripts/test.sh" in ci_test_command() and (ROOT / "scripts" / "test.sh").exists()
+    # The demo command's parts are real: the console script and its demo subcommand.
+    scripts = {script.name: script.value for script in entry_points(group="console_scripts")}
+    assert scripts.get("zego-exporter") == "zego_exporter.cli:main" and "demo" in cli.commands
+    text = README.read_text("utf-8")
+    assert front_page_problems(text, ci_test_command()) == []
+    assert "## Quick start" in text and "grafana/preview.png" in text and "Apache-2.0" in text
+
+
+def test_the_front_page_checker_catches_a_long_or_wrong_readme() -> None:
+    text = README.read_text("utf-8")
+    too_long = text + "filler\n" * FRONT_PAGE_MAX_LINES
+    assert len(front_page_problems(too_long, ci_test_command())) == 1
+    assert len(front_page_problems(text.replace(DEMO_COMMAND, "zego-exporter demo"),
+                                   ci_test_command())) == 1
+    assert len(front_page_problems(text, "bash scripts/other.sh")) == 1
+
+
+# -- the runbook --------------------------------------------------------------------------------
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text("utf-8"))["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def runbook_problems(rules: list[dict[str, Any]], page: str) -> list[str]:
+    """Alerts whose runbook_url is not docs/alerts.md#<anchor of a heading that is exactly the
+    alert's name>."""
+    headings = {heading.strip() for heading in HEADING.findall(prose(page))}
+    page_anchors = anchors(page)
+    problems = []
+    for rule in rules:
+        name = rule["alert"]
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        if name not in headings:
+            problems.append(f"docs/alerts.md has no heading `### {name}`")
+        if not url.startswith(RUNBOOK_BASE):
+            problems.append(f"{name}: runbook_url {url!r} does not start with {RUNBOOK_BASE}")
+        elif url.removeprefix(RUNBOOK_BASE) != github_anchor(name):
+            problems.append(f"{name}: runbook_url anchor should be #{github_anchor(name)}")
+        elif url.removeprefix(RUNBOOK_BASE) not in page_anchors:
+            problems.append(f"{name}: runbook_url anchor names no heading of docs/alerts.md")
+    return problems
+
+
+def test_every_alert_has_its_runbook_heading_and_links_to_it() -> None:
+    rules = alert_rules()
+    assert len(rules) >= 11
+    assert runbook_problems(rules, ALERTS_PAGE.read_text("utf-8")) == []
+
+
+def test_the_runbook_checker_catches_a_missing_heading_or_a_wrong_url() -> None:
+    rules = alert_rules()
+    page = ALERTS_PAGE.read_text("utf-8")
+    name = rules[0]["alert"]
+    renamed = page.replace(f"### {name}\n", f"### {name} (renamed)\n")
+    assert renamed != page
+    assert len(runbook_problems(rules, renamed)) == 2  # no heading, so the anchor lands nowhere
+    old_url = [{**rules[0], "annotations": {"runbook_url": RUNBOOK_BASE.replace(
+        "docs/alerts.md", "README.md") + name.lower()}}]
+    assert len(runbook_problems(old_url, page)) == 1
+    typo = [{**rules[0], "annotations": {"runbook_url": RUNBOOK_BASE + name.lower() + "x"}}]
+    assert len(runbook_problems(typo, page)) == 1
+
+
+# -- the reference pages ------------------------------------------------------------------------
+
+
+def configuration_problems(page: str) -> list[str]:
+    """`serve` flags missing from the configuration table, or missing their environment twin."""
+    problems = []
+    for param in cli.commands["serve"].params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        flag = max(param.opts, key=len)
+        env = param.envvar if isinstance(param.envvar, str) else "ZEGO_TASK_IDS"
+        row_start = re.compile(rf"\| `{re.escape(flag)}[` ]")
+        rows = [line for line in page.splitlines() if row_start.match(line)]
+        if not rows:
+            problems.append(f"{flag} is not in the docs/configuration.md table")
+        elif f"`{env}`" not in rows[0]:
+            problems.append(f"{flag}: its environment twin {env} is not in its row")
+    return problems
+
+
+def test_configuration_table_lists_every_serve_flag_with_its_environment_twin() -> None:
+    page = (DOCS / "configuration.md").read_text("utf-8")
+    assert configuration_problems(page) == []
+    no_qps = "\n".join(line for line in page.splitlines() if "`--zego.qps`" not in line)
+    assert configuration_problems(no_qps) == [
+        "--zego.qps is not in the docs/configuration.md table"
+    ]
+    assert len(configuration_problems(page.replace("`ZEGO_TIMEOUT`", "`ZEGO_TIMEOUTS`"))) == 1
+
+
+def metrics_problems(page: str) -> list[str]:
+    return [f"{metric.name} is not in the docs/metrics.md table" for metric in CONTRACT_METRICS
+            if f"| `{metric.name}` |" not in page]
+
+
+def test_metrics_table_lists_every_contract_metric() -> None:
+    page = (DOCS / "metrics.md").read_text("utf-8")
+    assert metrics_problems(page) == []
+    assert len(metrics_problems(page.replace("| `zego_digital_human_up` |", "| up |"))) == 1
