@@ -1,19 +1,25 @@
 # syntax=docker/dockerfile:1
 # zego-exporter image: docker build --build-arg VERSION=0.1.0 -t zego-exporter .
-# (BuildKit, the default since Docker 23, for the bind mount below.)
+# Any builder works (BuildKit, the classic builder, podman/buildah): CI builds it with podman
+# (scripts/build-image.sh).
 
-# Build stage: wheels of zego-exporter[webconfig] and all of its dependencies.
+# Build stage: zego-exporter[webconfig] and exactly its dependency closure, installed into a
+# virtual environment that the runtime stage copies whole.
 FROM python:3.12-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY zego_exporter/ zego_exporter/
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[webconfig]"
+# --without-pip, and the base image's pip installs into it: the virtual environment carries no
+# pip, no pip cache and no wheel files. ("./[webconfig]", not ".[webconfig]": hadolint takes
+# the latter for an unpinned package.)
+RUN python -m venv --without-pip /opt/zego-exporter \
+    && pip --python /opt/zego-exporter/bin/python install --no-cache-dir "./[webconfig]"
 
-# Runtime stage: the base image plus those wheels; no compiler, no pip cache, no wheel files.
+# Runtime stage: the base image plus that virtual environment; no compiler, no build files.
 FROM python:3.12-slim
 
 ARG VERSION=dev
@@ -25,18 +31,22 @@ LABEL org.opencontainers.image.title="zego-exporter" \
       org.opencontainers.image.version="${VERSION}"
 
 # MALLOC_MMAP_THRESHOLD_: glibc hands large scrape buffers back to the system instead of
-# keeping them (measured: 1.7 -> 1.4 KB per task at rest, scrape time unchanged; README,
-# Performance).
+# keeping them (measured: 1.7 -> 1.4 KB per task at rest, scrape time unchanged;
+# docs/performance.md).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    MALLOC_MMAP_THRESHOLD_=131072
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    PATH="/opt/zego-exporter/bin:$PATH" \
+    ZEGO_STORAGE_PATH=/var/lib/zego-exporter/zego-exporter.db
 
-# Every wheel in /wheels is installed: the project and exactly its dependency closure,
-# PyYAML and bcrypt included. A bind mount keeps the wheel files out of the image layers.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index /wheels/*.whl
+# COPY --from rather than a RUN --mount from the build stage: any builder does it (no BuildKit
+# needed), and buildah 1.28 (Debian 12, CI) fails such a mount when the stage comes from its
+# layer cache.
+COPY --from=build /opt/zego-exporter /opt/zego-exporter
+
+# --storage.path (ZEGO_STORAGE_PATH above): the SQLite file lives in this directory, owned by
+# the user below. Mount a volume here to keep it across containers, not just restarts.
+RUN install -d -o 65534 -g 65534 -m 0700 /var/lib/zego-exporter
 
 # nobody:nogroup. A secret file mounted into the container must be readable by uid 65534.
 USER 65534:65534

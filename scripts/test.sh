@@ -4,14 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real Prometheus, promtool and Alertmanager for the end-to-end tests (Debian packages).
-if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+# Debian packages the end-to-end tests need, installed when missing: real Prometheus, promtool
+# and Alertmanager; podman, buildah and debootstrap to build and run the Docker image
+# (tests/test_image.py), with what rootful vfs/chroot builds use alongside them.
+packages=()
+command -v promtool >/dev/null || packages+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || packages+=(prometheus-alertmanager)
+for tool in podman buildah debootstrap; do
+  command -v "$tool" >/dev/null || packages+=("$tool")
+done
+command -v ip >/dev/null || packages+=(iproute2)  # loopback up in the image test's namespace
+if [ "${#packages[@]}" -gt 0 ]; then
+  packages+=(uidmap fuse-overlayfs slirp4netns)
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "== installing prometheus and prometheus-alertmanager (apt-get)"
+  echo "== installing ${packages[*]} (apt-get)"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
+    "${packages[@]}" >/dev/null
 fi
 
 # A virtual environment of the project's own, so nothing installed by hand can hide a gap.

@@ -42,9 +42,10 @@ def certificate(
     *,
     ca: bool = False,
     server: bool = False,
+    sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
     """A day-long certificate: a CA, a server certificate for localhost and 127.0.0.1, or
-    (neither) a client certificate."""
+    (neither) a client certificate, with `sans` as its subject alternative names if given."""
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -69,10 +70,8 @@ def certificate(
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                *(sans or [])]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())

@@ -1,5 +1,6 @@
-"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, and reading a
-chunked HTTP answer chunk by chunk."""
+"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, a place for
+end-to-end tests to report the figures they measured (printed after the test summary), and
+reading a chunked HTTP answer chunk by chunk."""
 
 from __future__ import annotations
 
@@ -36,6 +37,25 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(pytestconfig: pytest.Config) -> list[str]:
+    """Lines a test wants in CI's output, e.g. how long a build took: a measurement to read,
+    not an assertion."""
+    return pytestconfig.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def get_chunks(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, list[bytes]]:

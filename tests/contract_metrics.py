@@ -39,6 +39,7 @@ CONTRACT_METRICS: tuple[ContractMetric, ...] = (
     ContractMetric("zego_digital_human_scrape_duration_seconds", "gauge", ()),
     ContractMetric("zego_digital_human_callbacks_total", "counter", ("event_type", "result")),
     ContractMetric("zego_digital_human_exporter_build_info", "info", ("version",)),
+    ContractMetric("zego_digital_human_web_config_last_reload_successful", "gauge", ()),
 )
 
 CONTRACT_METRIC_NAMES: frozenset[str] = frozenset(metric.name for metric in CONTRACT_METRICS)

@@ -689,10 +689,10 @@ def test_the_simulator_admin_api_shows_and_sets_callback_faults() -> None:
 def test_serve_has_a_callback_reconcile_interval_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     base = ["--zego.app-id", "1", "--zego.server-secret", "x" * 32]
     ctx = serve.make_context("serve", list(base))
-    assert _serve_config(ctx.params)[0].policy.callback_reconcile == 300
+    assert _serve_config(ctx.params).policy.callback_reconcile == 300
     monkeypatch.setenv("ZEGO_REFRESH_CALLBACK_INTERVAL", "2m30s")
     ctx = serve.make_context("serve", list(base))
-    assert _serve_config(ctx.params)[0].policy.callback_reconcile == 150
+    assert _serve_config(ctx.params).policy.callback_reconcile == 150
 
 
 def test_simulate_wants_a_secret_with_a_callback_url(

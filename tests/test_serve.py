@@ -8,6 +8,7 @@ with test_cli.py.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.client
 import os
@@ -37,6 +38,7 @@ from zego_exporter.simulator import Faults, Latency, Simulator, World
 
 STATES = ("initializing", "init_failed", "streaming", "stopping", "stopped", "not_found",
           "unknown")
+WEB_CONFIG_GAUGE = "zego_digital_human_web_config_last_reload_successful"
 OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
@@ -217,6 +219,9 @@ def test_every_contract_metric_is_there_with_its_type_and_labels(served: Served)
     types = metric_types(served.scrape)
     found = samples(served.scrape)
     for metric in CONTRACT_METRICS:
+        if metric.name == WEB_CONFIG_GAUGE:
+            assert metric.name not in types  # only with --web.config.file (not given here)
+            continue
         expected = "gauge" if metric.type == "info" else metric.type
         assert types.get(metric.name) == expected, metric.name
         if metric.type == "counter":
@@ -337,6 +342,51 @@ def test_slow_api_readiness_scrape_deadline_and_sigterm(tmp_path: Path) -> None:
             assert SECRET_TEXT not in exp.stderr()
 
 
+def test_a_web_config_file_that_breaks_fails_closed_until_it_is_fixed(tmp_path: Path) -> None:
+    import bcrypt
+
+    def users(**passwords: str) -> str:
+        return "basic_auth_users:\n" + "".join(
+            f"  {user}: '{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode()}'\n"
+            for user, pw in passwords.items())
+
+    def login(user: str, password: str) -> dict[str, str]:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(users(alice="wonderland"))
+    alice = login("alice", "wonderland")
+    with showcase_simulator(1) as sim:
+        args = ["serve", "--no-discovery", "--web.config.file", str(web_config)]
+        with exporter_process(args, serve_env(sim), tmp_path / "run") as exp:
+            wait_until(answers(exp.url, "/-/healthy", 200), 10, "/-/healthy", exp.proc)
+            scrape = fetch(exp.url, "/metrics", headers=alice)
+            assert scrape.status == 200
+            assert [s.value for s in samples(scrape.text) if s.name == WEB_CONFIG_GAUGE] == [1]
+
+            # Alice is removed in an edit that also breaks the file: she must not get in.
+            web_config.write_text(users(bob="builder") + "  carol: hunter2\n")
+            wait_until(lambda: fetch(exp.url, "/metrics", headers=alice).status == 500, 10,
+                       "the broken file to apply", exp.proc)
+            assert fetch(exp.url, "/", headers=login("bob", "builder")).status == 500
+            assert fetch(exp.url, "/-/healthy").status == 200
+            problems = [line for line in exp.stderr().splitlines() if "web config" in line]
+            assert len(problems) == 1, exp.stderr()
+            assert "basic_auth_users.carol: not a bcrypt hash" in problems[0]
+            assert "hunter2" not in exp.stderr()
+
+            web_config.write_text(users(bob="builder"))
+            bob = login("bob", "builder")
+            wait_until(lambda: fetch(exp.url, "/metrics", headers=bob).status == 200, 10,
+                       "the fixed file to apply", exp.proc)
+            assert fetch(exp.url, "/metrics", headers=alice).status == 401
+            scrape = fetch(exp.url, "/metrics", headers=bob)
+            assert [s.value for s in samples(scrape.text) if s.name == WEB_CONFIG_GAUGE] == [1]
+            code, _ = exp.terminate()
+            assert code == 0, exp.stderr()
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 def test_demo_shows_every_state_within_ten_seconds_and_stops_on_sigterm() -> None:
@@ -367,7 +417,8 @@ def test_demo_shows_every_state_within_ten_seconds_and_stops_on_sigterm() -> Non
             types = metric_types(last)
             shown = {s.labels["state"] for s in samples(last)
                      if s.name == "zego_digital_human_task_state" and s.value == 1}
-            return all(m.name in types for m in CONTRACT_METRICS) and shown >= set(STATES)
+            return all(m.name in types for m in CONTRACT_METRICS
+                       if m.name != WEB_CONFIG_GAUGE) and shown >= set(STATES)
 
         wait_until(complete, 10 - (time.monotonic() - started), "every metric and state", proc)
         assert f"{base}/metrics" in "".join(output)

@@ -18,6 +18,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from conftest import get_chunks
@@ -123,25 +124,32 @@ class FakeEndpoints:
 
 
 class FakeSecurity:
-    """Basic auth with one good header, and a header to add to every response."""
+    """Basic auth with one good header, and a header to add to every response; `refusal` is a
+    status every request gets before any login (a rate limit, a broken web config file)."""
 
     GOOD = "Basic Z29vZDpwYXNz"
 
-    def __init__(self, auth_required: bool = True) -> None:
+    def __init__(self, auth_required: bool = True, refusal: int | None = None) -> None:
         self._auth_required = auth_required
+        self.refusal = refusal
         self.checked: list[str | None] = []
-
-    @property
-    def auth_required(self) -> bool:
-        return self._auth_required
+        self.admitted: list[bool] = []
+        """`login` of every admit() call."""
 
     @property
     def response_headers(self) -> Mapping[str, str]:
         return {"X-Frame-Options": "deny"}
 
-    def check_basic_auth(self, authorization_header: str | None) -> bool:
+    def admit(self, authorization_header: str | None,
+              client_certificate: Mapping[str, Any] | None, *, login: bool = True) -> int | None:
+        assert client_certificate is None  # plain HTTP
+        self.admitted.append(login)
+        if self.refusal is not None:
+            return self.refusal
+        if not login or not self._auth_required:
+            return None
         self.checked.append(authorization_header)
-        return authorization_header == self.GOOD
+        return None if authorization_header == self.GOOD else 401
 
     def ssl_context(self) -> ssl.SSLContext | None:
         return None
@@ -476,6 +484,39 @@ def test_health_and_callback_need_no_auth(
     assert request(server, "GET", "/-/healthy").status == 200
     assert request(server, "POST", "/zego/callback", body=b"{}").status == 200
     assert security.checked == []
+    assert security.admitted == [False]  # the callback: rate limit and such, but no login
+
+
+@pytest.mark.parametrize(("status", "says"), [
+    (429, b"Too Many Requests\n"),
+    (500, b"the web configuration cannot be used; see the exporter's log"),
+    (403, b"none of the allowed SANs"),
+])
+def test_a_refusal_reaches_every_endpoint_but_health(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, status: int, says: bytes,
+) -> None:
+    server = serve(fake.endpoints(), FakeSecurity(refusal=status))
+    for method, path in [*PROTECTED, ("POST", "/zego/callback")]:
+        answer = request(server, method, path, headers={"Authorization": FakeSecurity.GOOD},
+                         body=b"{}" if method == "POST" else None)
+        assert answer.status == status, (method, path)
+        assert "www-authenticate" not in answer.headers
+        if method != "HEAD":
+            assert says in answer.body
+    assert request(server, "GET", "/-/healthy").status == 200
+    assert fake.scrapes == [] and fake.callbacks == []
+
+
+def test_a_refused_callback_closes_the_connection_so_its_body_is_never_read_as_a_request(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints(), FakeSecurity(refusal=429))
+    smuggled = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = raw(server, b"POST /zego/callback HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                 + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
+    assert answer.startswith(b"HTTP/1.1 429 ")
+    assert b"Connection: close" in answer
+    assert answer.count(b"HTTP/1.1 ") == 1
 
 
 def test_auth_not_required_lets_everyone_in(

@@ -32,7 +32,8 @@ from zego_exporter.responses import TaskStatus, clean_fail_reason
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileError, TaskIdError, check_task_id, split_task_ids
 from zego_exporter.tracker import NOT_FOUND, RefreshPolicy, state_of
-from zego_exporter.web import ListenAddressError, Security, parse_listen_address
+from zego_exporter.web import ListenAddressError, parse_listen_address
+from zego_exporter.webconfig import WebConfigError
 
 log = logging.getLogger("zego_exporter.cli")
 
@@ -292,18 +293,20 @@ def cli() -> None:
 @log_options
 def serve(**options: Any) -> None:
     """Run the exporter (the main job)."""
-    config, security = _serve_config(options)
+    config = _serve_config(options)
     logsetup.configure(options["log_level"], options["log_format"],
                        secrets=_secrets_of(config.server_secret, config.callback_secret))
     try:
-        exporter = Exporter(config, security=security)  # binds the listen address
+        exporter = Exporter(config)  # reads the web config file, binds the listen address
+    except WebConfigError as exc:
+        raise ConfigError(str(exc)) from None
     except OSError as exc:
         _fail_runtime(f"cannot listen on {config.listen_address}: {exc.strerror or exc}: "
                       "check --web.listen-address")
     _run_until_signalled(exporter.start, exporter.stop, "could not start the exporter")
 
 
-def _serve_config(o: dict[str, Any]) -> tuple[ExporterConfig, Callable[[], Security | None]]:
+def _serve_config(o: dict[str, Any]) -> ExporterConfig:
     app_id, secret = _connection(o["app_id"], o["server_secret"], o["server_secret_file"],
                                  o["api_url"])
     callback_secret = _read_secret(o["callback_secret"], o["callback_secret_file"],
@@ -329,7 +332,6 @@ def _serve_config(o: dict[str, Any]) -> tuple[ExporterConfig, Callable[[], Secur
                         ("--zego.timeout", o["timeout"])):
         if value <= 0:
             raise ConfigError(f"{flag} must be longer than 0s")
-    security = _web_security(o["web_config_file"])
     policy = RefreshPolicy(
         interval=o["refresh_interval"], fast_interval=o["fast_interval"],
         discovery_interval=o["discovery_interval"], retention=o["retention"],
@@ -344,19 +346,7 @@ def _serve_config(o: dict[str, Any]) -> tuple[ExporterConfig, Callable[[], Secur
         policy=policy, workers=o["workers"], idle_after=o["idle_after"] or None,
         timeout=o["timeout"], max_scrape_wait=o["max_scrape_wait"],
     )
-    return config, security
-
-
-def _web_security(path: str | None) -> Callable[[], Security | None]:
-    if not path:
-        return lambda: None
-    from zego_exporter.webconfig import WebConfigError, WebConfigWatcher  # noqa: PLC0415
-
-    try:
-        watcher = WebConfigWatcher(path)
-    except WebConfigError as exc:
-        raise ConfigError(str(exc)) from None
-    return watcher.current
+    return config
 
 
 def _run_until_signalled(start: Callable[[], None], stop: Callable[[], None],

@@ -28,6 +28,7 @@ from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileWatcher
 from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
 from zego_exporter.web import Endpoints, Security, WebServer, landing_page
+from zego_exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ExporterConfig:
     listen_address: str = ":9877"
     telemetry_path: str = "/metrics"
     web_config_file: str | None = None
+    """exporter-toolkit web config (TLS, basic auth, rate limit), re-read when it changes."""
     policy: RefreshPolicy = field(default_factory=RefreshPolicy)
     workers: int = 4
     idle_after: float | None = 600.0
@@ -70,14 +72,18 @@ class Exporter:
         self,
         config: ExporterConfig,
         *,
-        security: Callable[[], Security | None] = lambda: None,
+        security: Callable[[], Security | None] | None = None,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
-        """`clock` is the wall clock of the tracker's timestamps; `timer` times scrapes."""
+        """Raises WebConfigError when `config.web_config_file` cannot be used (and `security`,
+        which takes its place in tests, is not given). `clock` is the wall clock of the
+        tracker's timestamps; `timer` times scrapes."""
         self.config = config
         self._timer = timer
         self.instruments = Instruments()
+        if security is None:
+            security = self._web_security(config.web_config_file)
         self.client = ZegoClient(
             config.app_id, config.server_secret, config.api_url,
             connect_timeout=config.timeout, read_timeout=config.timeout,
@@ -123,6 +129,13 @@ class Exporter:
             ),
             security,
         )
+
+    def _web_security(self, web_config_file: str | None) -> Callable[[], Security | None]:
+        if not web_config_file:
+            return lambda: None
+        watcher = WebConfigWatcher(web_config_file, on_reload=self.instruments.web_config_read)
+        self.instruments.enable_web_config()
+        return watcher.current
 
     def _file_tasks(self, task_ids: list[str]) -> None:
         self.tracker.set_configured("file", task_ids)

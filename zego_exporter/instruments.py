@@ -1,4 +1,4 @@
-"""Direct instrumentation of the exporter's own activity: API calls and callbacks received.
+"""Direct instrumentation of the exporter's own activity: API calls, callbacks, web config reads.
 
 These are live counters and a histogram (prometheus_client's own types), updated as calls
 happen; per-task values never live here (they come from the tracker via the collector).
@@ -6,7 +6,7 @@ happen; per-task values never live here (they come from the tracker via the coll
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.registry import CollectorRegistry
 
 from zego_exporter.responses import ACTIONS
@@ -46,6 +46,14 @@ class Instruments:
             ("event_type", "result"),
             registry=None,
         )
+        self.web_config_valid = Gauge(
+            "zego_digital_human_web_config_last_reload_successful",
+            "1 if the web config file (--web.config.file) was valid when last read, 0 while it "
+            "is not and every request but /-/healthy is answered 500. The file is checked at "
+            "most once a second, when requests come. Set live.",
+            registry=None,
+        )
+        self._web_config = False
         for action in ACTIONS:
             self.api_duration.labels(action)
             for outcome in ALERTED_OUTCOMES:
@@ -57,8 +65,15 @@ class Instruments:
             for result in CALLBACK_RESULTS:
                 self.callbacks.labels(event_type, result)
 
+    def enable_web_config(self) -> None:
+        """Export the web config gauge: only with --web.config.file, before register()."""
+        self._web_config = True
+
     def register(self, registry: CollectorRegistry) -> None:
-        for metric in (self.api_requests, self.api_duration, self.callbacks):
+        metrics = [self.api_requests, self.api_duration, self.callbacks]
+        if self._web_config:
+            metrics.append(self.web_config_valid)
+        for metric in metrics:
             registry.register(metric)
 
     def observe_api(self, action: str, outcome: str, seconds: float) -> None:
@@ -68,3 +83,7 @@ class Instruments:
 
     def count_callback(self, event_type: str, result: str) -> None:
         self.callbacks.labels(event_type, result).inc()
+
+    def web_config_read(self, valid: bool) -> None:
+        """The web config watcher's observer: the file was just read, valid or not."""
+        self.web_config_valid.set(1 if valid else 0)

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from zego_exporter.filewatch import FileWatch
+
 log = logging.getLogger(__name__)
 
 MAX_TASK_ID_LENGTH = 128
@@ -102,14 +104,6 @@ def read_task_file(path: str) -> TaskFile:
     return parse_task_file(data, path)
 
 
-def _fingerprint(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
-
-
 class TaskFileWatcher:
     """Re-reads the task file when it changes; a broken version keeps the last good list."""
 
@@ -123,13 +117,13 @@ class TaskFileWatcher:
         self.path = path
         self._on_change = on_change
         self._interval = interval
-        self._seen: tuple[int, int, int, int] | None = None
+        self._watch = FileWatch()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def load(self) -> list[str]:
         """The first read, at start: TaskFileError if the file cannot be used."""
-        self._seen = _fingerprint(self.path)
+        self._watch = FileWatch([self.path])  # before reading: an edit meanwhile shows next poll
         loaded = read_task_file(self.path)
         _warn_skipped(loaded.skipped)
         self._on_change(loaded.task_ids)
@@ -137,10 +131,8 @@ class TaskFileWatcher:
 
     def poll(self) -> bool:
         """Re-read if the file changed; True if a new list was handed on."""
-        seen = _fingerprint(self.path)
-        if seen == self._seen:
+        if not self._watch.changed():
             return False
-        self._seen = seen
         try:
             loaded = read_task_file(self.path)
         except TaskFileError as exc:

@@ -1,10 +1,12 @@
 """The HTTP layer: landing page, telemetry, health, readiness and the callback endpoint.
 
-It speaks HTTP (keep-alive, gzip, basic auth, TLS; metrics sent chunked while they are
-rendered) and delegates everything else to the callables in `Endpoints`; it never touches the
-tracker or the API directly. TLS and basic auth
-come from the exporter-toolkit web configuration (`webconfig.py`), looked up per connection so
-that a changed configuration applies to new connections without a restart.
+It speaks HTTP (keep-alive, gzip, TLS; metrics sent chunked while they are rendered) and
+delegates everything else to the callables in `Endpoints`; it never touches the tracker or the
+API directly. Who may connect and which request may pass (TLS, client certificates, rate limit,
+basic auth) is the exporter-toolkit web configuration's say (`webconfig/`), looked up per
+connection and per request so that a changed configuration applies without a restart.
+`/-/healthy` answers whatever it says, so that a process that only needs its web config file
+fixed is not restarted by a liveness probe.
 """
 
 from __future__ import annotations
@@ -32,17 +34,31 @@ _GZIP_LEVEL = 1  # metrics text compresses ~10x even at level 1, at a fraction o
 
 
 class Security(Protocol):
-    """What the web layer needs of a loaded web configuration (see webconfig.WebConfig)."""
-
-    @property
-    def auth_required(self) -> bool: ...
+    """What the web layer needs of the web configuration in force (see webconfig.WebConfig)."""
 
     @property
     def response_headers(self) -> Mapping[str, str]: ...
 
-    def check_basic_auth(self, authorization_header: str | None) -> bool: ...
-
     def ssl_context(self) -> ssl.SSLContext | None: ...
+
+    def admit(
+        self,
+        authorization_header: str | None,
+        client_certificate: Mapping[str, Any] | None,
+        *,
+        login: bool = True,
+    ) -> int | None:
+        """None to let the request pass, else the HTTP status to refuse it with."""
+        ...
+
+
+# The answers to refused requests, by the status Security.admit gave.
+_REFUSALS: Mapping[int, bytes] = {
+    401: b"Unauthorized\n",
+    403: b"Forbidden: the client certificate has none of the allowed SANs\n",
+    429: b"Too Many Requests\n",
+    500: b"Internal Server Error: the web configuration cannot be used; see the exporter's log\n",
+}
 
 
 @dataclass
@@ -197,14 +213,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"Not Found\n", head=head)
 
-    def _authorized(self) -> bool:
+    def _authorized(self, *, login: bool = True, body_unread: bool = False) -> bool:
         security = self.server.security()
-        if security is None or not security.auth_required:
+        if security is None:
             return True
-        if security.check_basic_auth(self.headers.get("Authorization")):
+        certificate = (self.connection.getpeercert()
+                       if isinstance(self.connection, ssl.SSLSocket) else None)
+        status = security.admit(self.headers.get("Authorization"), certificate, login=login)
+        if status is None:
             return True
-        self._send(401, b"Unauthorized\n",
-                   www_authenticate='Basic realm="zego-exporter", charset="UTF-8"')
+        if body_unread:
+            self.close_connection = True  # the body must not be parsed as the next request
+        self._send(status, _REFUSALS.get(status, b"Refused\n"), www_authenticate=(
+            'Basic realm="zego-exporter", charset="UTF-8"' if status == 401 else None))
         return False
 
     def _metrics(self, endpoints: Endpoints, head: bool) -> None:
@@ -295,6 +316,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _callback(self, endpoints: Endpoints) -> None:
         assert endpoints.handle_callback is not None
+        if not self._authorized(login=False, body_unread=True):  # signed by ZEGO, no login
+            return
         length_text = self.headers.get("Content-Length", "")
         if not length_text.isdigit():
             self.close_connection = True

@@ -1,0 +1,219 @@
+"""The Docker image, built from the Dockerfile and run: `demo` serves /metrics as uid 65534,
+and the image's own HEALTHCHECK command passes against it.
+
+Docker can't run here; podman builds the image (scripts/build-image.sh, on an offline
+stand-in for python:3.12-slim: Debian's Python 3.11) and `buildah run` runs it, since
+`podman run` can't set rlimits in these sandboxes. The container runs in a network namespace
+of the test's own, where the default port 9877 the HEALTHCHECK probes is free by construction
+and nothing else can answer on it. Needs root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import IN_CI, require_binary
+
+from zego_exporter import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+TAG = "localhost/zego-exporter:test"
+PODMAN = ["podman", "--storage-driver", "vfs"]  # the storage scripts/build-image.sh uses
+BUILDAH = ["buildah", "--storage-driver", "vfs"]
+NOBODY = "65534"
+OCI_LABELS = ("title", "description", "source", "licenses", "version")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Fetches a URL and prints the status and the body; run inside the test's network namespace.
+FETCH = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as answer:
+        print(answer.status); sys.stdout.write(answer.read().decode())
+except (urllib.error.URLError, OSError) as exc:
+    print(0); print(exc)
+"""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        message = "building and running the image with podman/buildah (vfs, chroot) needs root"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def image(figures: list[str]) -> Iterator[dict[str, Any]]:
+    """Builds the image (and the stand-in base, unless this machine has it already)."""
+    for tool in ("podman", "buildah", "debootstrap", "unshare", "nsenter", "ip"):
+        require_binary(tool)
+    require_root()
+    started = time.monotonic()
+    # --layers=false: no intermediate images. On vfs each one is a full copy of the file
+    # system, and building without them took a quarter of the time here.
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-image.sh"), "--tag", TAG, "--layers=false"],
+        capture_output=True, text=True, timeout=1500, check=False, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    report = [line.removeprefix("== ") for line in result.stdout.splitlines()
+              if line.startswith("== ") and re.search(r"took|already built|MB$", line)]
+    figures.extend(f"image: {line}" for line in report)
+    figures.append(f"image: build-image.sh ran {time.monotonic() - started:.0f} s in all")
+    inspected = subprocess.run([*PODMAN, "image", "inspect", TAG], capture_output=True,
+                               text=True, timeout=60, check=True)
+    yield json.loads(inspected.stdout)[0]
+    subprocess.run([*PODMAN, "rmi", "--force", TAG], capture_output=True, timeout=120,
+                   check=False)
+
+
+def test_image_metadata(image: dict[str, Any]) -> None:
+    config = image["Config"]
+    assert config["User"] == f"{NOBODY}:{NOBODY}"
+    assert list(config["ExposedPorts"]) == ["9877/tcp"]
+    assert config["Entrypoint"] == ["zego-exporter"] and config["Cmd"] == ["serve"]
+    assert "ZEGO_STORAGE_PATH=/var/lib/zego-exporter/zego-exporter.db" in config["Env"]
+    labels = config["Labels"]
+    for name in OCI_LABELS:
+        assert f"org.opencontainers.image.{name}" in labels, name
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    healthcheck = image["Healthcheck"]
+    assert healthcheck["Test"][0] == "CMD"
+    assert "http://127.0.0.1:9877/-/healthy" in " ".join(healthcheck["Test"])
+
+
+class Namespace:
+    """A network namespace of the test's own, with loopback up, held open by a sleeper."""
+
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen(
+            ["unshare", "--net", "--", "sh", "-c",
+             "ip link set lo up && echo up && exec sleep 900"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert self.holder.stdout is not None
+        assert self.holder.stdout.readline().strip() == "up"
+        self.path = f"/proc/{self.holder.pid}/ns/net"
+        self.inode = os.readlink(self.path)
+
+    def command(self, *argv: str) -> list[str]:
+        return ["nsenter", f"--net={self.path}", "--", *argv]
+
+    def fetch(self, url: str) -> tuple[int, str]:
+        result = subprocess.run(self.command(sys.executable, "-c", FETCH, url),
+                                capture_output=True, text=True, timeout=30, check=True)
+        status, _, body = result.stdout.partition("\n")
+        return int(status), body
+
+    def processes(self, *words: str) -> list[int]:
+        """PIDs in this namespace whose command line has all these words."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "ns" / "net") != self.inode:
+                    continue
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile
+                continue
+            text = [part.decode(errors="replace") for part in argv]
+            if all(any(word in part for part in text) for word in words):
+                found.append(int(entry.name))
+        return found
+
+    def close(self) -> None:
+        self.holder.kill()
+        self.holder.wait(timeout=10)
+
+
+@pytest.fixture
+def namespace() -> Iterator[Namespace]:
+    space = Namespace()
+    yield space
+    space.close()
+
+
+@pytest.fixture
+def container(image: dict[str, Any]) -> Iterator[str]:
+    name = f"zego-exporter-test-{os.getpid()}"
+    subprocess.run([*BUILDAH, "rm", name], capture_output=True, timeout=60, check=False)
+    subprocess.run([*BUILDAH, "from", "--pull-never", "--name", name, TAG],
+                   capture_output=True, text=True, timeout=300, check=True)
+    yield name
+    subprocess.run([*BUILDAH, "rm", name], capture_output=True, timeout=120, check=False)
+
+
+def run_in(container: str, namespace: Namespace, *argv: str) -> list[str]:
+    """`buildah run` as the image's USER, sharing the test's namespace (--network host)."""
+    return namespace.command(*BUILDAH, "run", "--isolation", "chroot", "--network", "host",
+                             container, "--", *argv)
+
+
+def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
+    image: dict[str, Any], container: str, namespace: Namespace, figures: list[str]
+) -> None:
+    healthcheck = image["Healthcheck"]["Test"][1:]  # after "CMD"
+    before = subprocess.run(run_in(container, namespace, *healthcheck), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert before.returncode != 0, "the HEALTHCHECK passed with nothing listening"
+
+    started = time.monotonic()
+    exporter = subprocess.Popen(
+        run_in(container, namespace, "zego-exporter", "demo",
+               "--web.listen-address", "127.0.0.1:9877"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status, body = namespace.fetch("http://127.0.0.1:9877/metrics")
+            if status == 200 and re.search(r"^zego_digital_human_up 1(\.0)?$", body, re.M):
+                break
+            assert exporter.poll() is None, "the exporter exited early"
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no /metrics with zego_digital_human_up 1 within 90 s: {body[-500:]}")
+        serving = time.monotonic() - started
+
+        assert f'zego_digital_human_exporter_build_info{{version="{__version__}"}} 1' in body
+        assert "zego_digital_human_task_state{" in body
+
+        pids = namespace.processes("zego-exporter", "demo")
+        exporters = [pid for pid in pids
+                     if "python" in os.path.basename(os.readlink(f"/proc/{pid}/exe"))]
+        assert exporters, f"no exporter process among {pids}"
+        for pid in exporters:
+            status_lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            ids = {line.split(":")[0]: line.split()[1:] for line in status_lines
+                   if line.startswith(("Uid:", "Gid:"))}
+            assert ids == {"Uid": [NOBODY] * 4, "Gid": [NOBODY] * 4}, ids
+
+        check = subprocess.run(run_in(container, namespace, *healthcheck), capture_output=True,
+                               text=True, timeout=120, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+        figures.append(f"image: demo served /metrics {serving:.1f} s after `buildah run`")
+    finally:
+        for pid in namespace.processes("zego-exporter", "demo"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            exporter.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(exporter.pid, signal.SIGKILL)
+            exporter.wait(timeout=10)
