@@ -698,7 +698,8 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
         timeseries(
             "Callbacks received",
             "ZEGO callbacks posted to /zego/callback per second, by event type and result: "
-            "accepted, bad_signature (check the callback secret), invalid (malformed body) and "
+            "accepted, bad_signature (check the callback secret), wrong_app (signed, but for "
+            "another AppId), invalid (malformed body) and "
             "ignored (an event the exporter does not act on). Empty when no callback secret is "
             "configured, since the endpoint is then disabled.",
             [Query(

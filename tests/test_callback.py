@@ -106,7 +106,7 @@ def receiver(secret: str = CALLBACK_SECRET) -> tuple[CallbackReceiver, Tracker, 
     def count(event_type: str, result: str) -> None:
         counts[event_type, result] += 1
 
-    return CallbackReceiver(Secret(secret), tracker, count), tracker, counts
+    return CallbackReceiver(Secret(secret), tracker, count, app_id=APP_ID), tracker, counts
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -245,6 +245,15 @@ def test_numbers_for_timestamp_and_nonce_are_read_as_their_digits() -> None:
     assert counts == {("3", "accepted"): 1}
 
 
+@pytest.mark.parametrize("timestamp", ["1750000000", "1750000000123"])
+def test_the_timestamp_is_verified_as_text_in_seconds_or_milliseconds(timestamp: str) -> None:
+    """zego-api.md section 7.5: the docs changed Timestamp to milliseconds but their examples
+    still show seconds. It is signed as the text it is; no freshness window is applied."""
+    handle, _, counts = receiver()
+    assert handle.handle(body_of(status_event("t1", 3), timestamp=timestamp))[0] == 200
+    assert counts == {("3", "accepted"): 1}
+
+
 def test_a_callback_keeps_the_create_time_a_lookup_found() -> None:
     handle, tracker, _ = receiver()
     tracker.set_configured("static", ["t1"])
@@ -306,6 +315,16 @@ SIGNED = status_event("t1", 3)
                  200, "3", "accepted", id="unknown-fields"),
     pytest.param(body_of({**SIGNED, "Detail": {"Status": 9}}), 200, "3", "accepted",
                  id="undocumented-status"),
+    pytest.param(body_of({**SIGNED, "AppId": APP_ID + 1}), 403, "3", "wrong_app",
+                 id="another-app-id"),
+    pytest.param(body_of({**SIGNED, "EventType": 4, "AppId": 7}), 403, "4", "wrong_app",
+                 id="another-app-id-drive-event"),
+    pytest.param(body_of({**SIGNED, "AppId": str(APP_ID)}), 200, "3", "accepted",
+                 id="app-id-as-a-string"),
+    pytest.param(body_of({**SIGNED, "AppId": "mine"}), 400, "3", "invalid",
+                 id="app-id-not-a-number"),
+    pytest.param(body_of({**SIGNED, "AppId": APP_ID + 1}, secret="wrong"), 401, "3",
+                 "bad_signature", id="another-app-id-unsigned"),
 ])
 def test_every_callback_is_answered_and_counted_once(
     body: bytes | None, status: int, event_type: str, result: str
@@ -317,6 +336,27 @@ def test_every_callback_is_answered_and_counted_once(
     assert len(answer) < 200
     assert counts == {(event_type, result): 1}
     assert (tracker.task_ids() == ["t1"]) == (result == "accepted")
+
+
+def test_a_signed_callback_for_another_app_id_is_refused_and_logged_rarely(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock(0.0)
+    tracker = Tracker(clock=Clock())
+    counts: Counter[tuple[str, str]] = Counter()
+    handle = CallbackReceiver(Secret(CALLBACK_SECRET), tracker,
+                              lambda e, r: counts.update([(e, r)]), app_id=APP_ID,
+                              monotonic=clock)
+    other = body_of({**status_event("t1", 2, reason="boom"), "AppId": 987654321})
+    with caplog.at_level(logging.WARNING, logger="zego_exporter.callback"):
+        for _ in range(3):
+            status, answer = handle.handle(other)
+            assert status == 403 and json.loads(answer)["result"] == "wrong_app"
+    assert tracker.task_ids() == [] and tracker.snapshot().failures == {}
+    assert counts == {("3", "wrong_app"): 3}
+    [line] = caplog.records
+    assert "AppId 987654321" in line.getMessage() and str(APP_ID) in line.getMessage()
+    assert getattr(line, "callback_app_id", None) == 987654321
 
 
 def test_out_of_order_callbacks_never_roll_a_task_back() -> None:
@@ -353,7 +393,8 @@ def test_rejected_signatures_are_logged_rarely_and_never_with_the_secret(
     clock = Clock(0.0)
     counts: Counter[tuple[str, str]] = Counter()
     handle = CallbackReceiver(Secret(CALLBACK_SECRET), Tracker(clock=Clock()),
-                              lambda e, r: counts.update([(e, r)]), monotonic=clock)
+                              lambda e, r: counts.update([(e, r)]), app_id=APP_ID,
+                              monotonic=clock)
     forged = body_of(SIGNED, secret="wrong")
     with caplog.at_level(logging.DEBUG, logger="zego_exporter.callback"):
         for _ in range(3):
@@ -614,6 +655,21 @@ def test_simulator_faults_reach_the_exporter_as_zego_would_send_them() -> None:
                                           "given_up": 1, "dropped": 1}
         assert callbacks_counted(exporter, "3", "bad_signature") == 6
         assert callbacks_counted(exporter, "3", "accepted") == 3
+
+
+def test_a_callback_for_another_app_id_is_refused_over_http_and_counted() -> None:
+    with callback_pair(3) as (sim, exporter, (task_id,)):
+        assert callbacks_counted(exporter, "3", "wrong_app") == 0  # there from the start
+        sender = sim.callbacks
+        assert sender is not None
+        sender.deliver({**status_event(task_id, 2, reason="boom"), "AppId": APP_ID + 1})
+        assert sender.wait_idle(3.0)
+        text = scrape(exporter)
+        assert metric(text, "zego_digital_human_task_state", task_id=task_id,
+                      state="streaming") == 1
+        assert metric(text, "zego_digital_human_callbacks_total", event_type="3",
+                      result="wrong_app") == 6  # ZEGO's first try and its five retries
+        assert {a.outcome for a in sender.attempts()} == {"403"}
 
 
 def test_unknown_event_types_are_acknowledged_and_counted_ignored() -> None:

@@ -20,13 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from conftest import APP_ID, IN_CI, SECRET_TEXT
 from test_serve import clean_env, exporter_process, fetch, free_port, samples, showcase_simulator
 
 from zego_exporter import __version__
+from zego_exporter.cli import cli
 from zego_exporter.signing import Secret
-from zego_exporter.simulator import Simulator, World
+from zego_exporter.simulator import (
+    ENDED_TASKS,
+    ErrorCode,
+    ErrorStatus,
+    Faults,
+    Simulator,
+    World,
+)
 
 # Distinctive values: finding them in any output means a secret leaked.
 FAKE_SECRET = "fake-Secret-9f8e7d6c5b4a"
@@ -385,20 +394,62 @@ def test_check_without_ids_lists_the_running_tasks(
     assert not any(line != line.rstrip() for line in result.stdout.splitlines())
 
 
+@pytest.mark.parametrize(("ended", "stopped_shows"), [
+    ("status-5", "stopped"),  # ZEGO's docs before Nov 2025
+    ("not-found", "not_found"),  # the current docs: a one-shot check cannot tell it ended
+])
 def test_check_given_ids_shows_each_state_including_not_found(
-    check_env: tuple[Simulator, dict[str, str]],
+    ended: str, stopped_shows: str,
 ) -> None:
-    sim, env = check_env
-    wanted = {state: ids[0] for state, ids in sim.showcase.items()}
-    result = run_cli("check", *wanted.values(), env=env)
+    world = World.static(3)
+    world.add_showcase(stop_after=0)
+    with Simulator(APP_ID, Secret(SECRET_TEXT), world=world, ended_tasks=ended) as sim:
+        wanted = {state: ids[0] for state, ids in sim.showcase.items()}
+        result = run_cli("check", *wanted.values(), env=clean_env(
+            ZEGO_APP_ID=str(APP_ID), ZEGO_SERVER_SECRET=SECRET_TEXT, ZEGO_API_URL=sim.url))
     assert result.returncode == 0, result.stderr
-    _, rows = table_rows(result.stdout)
+    assert result.stderr == ""  # some TaskIds were found: no warning about the setup
+    _, rows = table_rows(result.stdout.split("\nnot_found:")[0])
     by_id = {row[0]: row for row in rows}
     assert len(rows) == len(wanted)
     for state, task_id in wanted.items():
-        assert by_id[task_id][3] == state
+        assert by_id[task_id][3] == (stopped_shows if state == "stopped" else state)
     assert by_id[wanted["not_found"]][1:3] == ["-", "-"]
     assert len(by_id[wanted["init_failed"]]) == 6  # a fail reason is shown
+    assert "not_found: ZEGO does not know the task now: it has ended, or the TaskId is " \
+           "wrong" in result.stdout
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_check_says_the_setup_looks_wrong_when_nothing_named_exists_and_nothing_runs(
+    output: str,
+) -> None:
+    with Simulator(APP_ID, Secret(SECRET_TEXT), world=World(tasks=0, arrival_rate=0.0)) as sim:
+        env = clean_env(ZEGO_APP_ID=str(APP_ID), ZEGO_SERVER_SECRET=SECRET_TEXT,
+                        ZEGO_API_URL=sim.url)
+        result = run_cli("check", "-o", output, "a" * 32, "b" * 32, env=env)
+        sim.world.add_task(status=3)
+        running = run_cli("check", "-o", output, "a" * 32, env=env)
+    assert result.returncode == 0, result.stderr  # the API answered: not a failure
+    [line] = result.stderr.splitlines()
+    assert line.startswith("warning: none of the 2 TaskId(s) is known to ZEGO and no task is "
+                           f"running for AppId {APP_ID} at {sim.url}: the setup looks wrong")
+    assert "ZEGO_APP_ID" in line and "--zego.api-url" in line and "aigc@zego.im" in line
+    if output == "json":
+        assert json.loads(result.stdout)["warnings"] == [line.removeprefix("warning: ")]
+    assert running.returncode == 0 and running.stderr == ""  # something runs: no warning
+
+
+def test_check_with_query_denied_says_what_to_do_and_quotes_the_request_id() -> None:
+    with Simulator(APP_ID, Secret(SECRET_TEXT), world=World.static(1), faults=Faults(
+            error=ErrorCode(code=400010001, action="QueryDigitalHumanStreamTasks"),
+            error_status=ErrorStatus())) as sim:
+        result = run_cli("check", env=clean_env(ZEGO_APP_ID=str(APP_ID),
+                                                 ZEGO_SERVER_SECRET=SECRET_TEXT,
+                                                 ZEGO_API_URL=sim.url))
+    line = assert_one_line_error(result, 1)
+    assert "code 400010001" in line and "--no-discovery" in line
+    assert re.search(r"\(RequestId [0-9a-f]{32}\)$", line), line
 
 
 def test_check_json_output(check_env: tuple[Simulator, dict[str, str]]) -> None:
@@ -486,3 +537,22 @@ def test_simulate_rejects_bad_faults_in_one_line(faults: str, says: str) -> None
     result = run_cli("simulate", "--listen-address", "127.0.0.1:0", "--faults", faults,
                      env=dict(os.environ))
     assert says in assert_one_line_error(result, 2)
+
+
+def test_simulate_takes_the_older_reading_of_ended_tasks_as_an_option() -> None:
+    result = run_cli("simulate", "--listen-address", "127.0.0.1:0", "--ended-tasks", "gone",
+                     env=dict(os.environ))
+    assert "--ended-tasks" in assert_one_line_error(result, 2)
+    help_text = run_cli("simulate", "--help", env=dict(os.environ)).stdout
+    assert "not-found" in help_text and "status-5" in help_text
+    [option] = [p for p in cli.commands["simulate"].params if p.name == "ended_tasks"]
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == ENDED_TASKS
+    sim = Simulator.from_options(app_id=APP_ID, server_secret=Secret(SECRET_TEXT),
+                                 ended_tasks="status-5", showcase=True, showcase_stop_after=0)
+    try:
+        assert sim.ended_tasks == "status-5"
+        stopped = sim.world.get(sim.showcase["stopped"][0])
+        assert stopped is not None and stopped.status == 5
+    finally:
+        sim.stop()

@@ -6,6 +6,7 @@ and whether retrying can help, since the refresh engine acts on both.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +20,11 @@ from zego_exporter.errors import ApiError, InvalidResponse, TaskNotFound, Transp
 from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, TaskStatus
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import (
+    BadEntries,
     Drop,
+    EmptyList,
     ErrorCode,
+    ErrorStatus,
     Faults,
     HtmlPage,
     HttpStatus,
@@ -68,7 +72,7 @@ def failure(call: Call, zego: ZegoClient) -> ZegoError:
 
 
 def test_get_task_status_returns_the_task(sim: Simulator, client: ZegoClient) -> None:
-    for state in ("initializing", "init_failed", "streaming", "stopping", "stopped", "unknown"):
+    for state in ("initializing", "init_failed", "streaming", "stopping", "unknown"):
         task_id = sim.showcase[state][0]
         view = sim.world.get(task_id)
         assert view is not None
@@ -82,15 +86,17 @@ def test_query_running_tasks_returns_every_running_task(
     sim: Simulator, client: ZegoClient
 ) -> None:
     listed = client.query_running_tasks()
-    assert {task.task_id for task in listed} == {task.task_id for task in sim.world.running()}
-    assert {task.status for task in listed} == {1, 3}
-    assert len(listed) == 3 + 2
+    assert {task.task_id for task in listed.tasks} == {
+        task.task_id for task in sim.world.running()}
+    assert {task.status for task in listed.tasks} == {1, 3}
+    assert len(listed.tasks) == 3 + 3  # the showcase's "stopped" task streams for 5 s first
+    assert listed.skipped == 0 and len(listed.request_id) == 32
 
 
 def test_a_100000_task_list_fits_the_default_size_cap(app_id: int, secret: Secret) -> None:
     with Simulator(app_id, secret, world=World.static(100_000)) as sim:
         zego = ZegoClient(app_id, secret, sim.url)
-        listed = zego.query_running_tasks()
+        listed = zego.query_running_tasks().tasks
         zego.close()
     assert len(listed) == 100_000
     assert len({task.task_id for task in listed}) == 100_000
@@ -101,10 +107,82 @@ def test_an_oversized_answer_within_the_cap_still_parses(
 ) -> None:
     sim.faults = Faults(oversized=Oversized(size=50_000))
     zego = ZegoClient(app_id, secret, sim.url, max_response_bytes=60_000)
-    assert len(zego.query_running_tasks()) == 5
+    assert len(zego.query_running_tasks().tasks) == 6
 
 
 # -- ZEGO error codes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "outcome", "kind"), [
+    (0, "100000005", ApiError),  # a status that fits the Code: 401 here
+    (401, "100000005", ApiError),
+    (500, "100000005", ApiError),
+])
+def test_zegos_code_wins_over_the_http_status(
+    sim: Simulator, app_id: int, status: int, outcome: str, kind: type[ZegoError]
+) -> None:
+    """Observed: a signature rejection inside an HTTP 401 was counted as http_401, so ZEGO's
+    Code (100000005) was lost and the signature alert could never fire."""
+    sim.faults = Faults(error_status=ErrorStatus(status=status))
+    seen: list[tuple[str, str, float]] = []
+    zego = ZegoClient(app_id, Secret("fedcba9876543210fedcba9876543210"), sim.url,
+                      observer=lambda *args: seen.append(args))
+    error = failure(query, zego)
+    assert isinstance(error, kind)
+    assert (error.outcome, error.retryable, error.api_down) == (outcome, False, True)
+    assert error.http_status == (status or 401)
+    assert len(error.request_id) == 32  # ZEGO's RequestId, for ZEGO support
+    assert "check ZEGO_APP_ID and the server secret" in error.message
+    assert [outcome for _, outcome, _ in seen] == [outcome]
+
+
+def test_a_task_not_found_inside_an_http_404_is_still_not_found(
+    sim: Simulator, client: ZegoClient
+) -> None:
+    sim.faults = Faults(error_status=ErrorStatus())
+    error = failure(get_status("f" * 32), client)
+    assert isinstance(error, TaskNotFound) and error.http_status == 404
+
+
+def test_every_failed_call_is_logged_with_its_request_id(
+    sim: Simulator, client: ZegoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="zego_exporter.client"):
+        error = failure(get_status("f" * 32), client)
+        sim.faults = Faults(http_status=HttpStatus(status=503))
+        failure(query, client)
+    logged = [(getattr(r, "outcome", None), getattr(r, "request_id", None),
+               getattr(r, "http_status", None)) for r in caplog.records]
+    assert logged == [("400000005", error.request_id, 200), ("http_503", None, 503)]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records)
+
+
+@pytest.mark.parametrize("form", ["null_data", "no_data", "null_list", "no_list",
+                                  "empty_list"])
+def test_an_empty_running_list_in_any_form_is_an_empty_list(
+    app_id: int, secret: Secret, form: str
+) -> None:
+    with Simulator(app_id, secret, world=World(tasks=0, arrival_rate=0),
+                   faults=Faults(empty_list=EmptyList(form=form))) as sim:
+        zego = ZegoClient(app_id, secret, sim.url)
+        assert zego.query_running_tasks().tasks == []
+        zego.close()
+
+
+def test_unreadable_list_entries_are_skipped_and_counted(
+    sim: Simulator, client: ZegoClient
+) -> None:
+    sim.faults = Faults(bad_entries=BadEntries(every=2))
+    listed = client.query_running_tasks()
+    assert (len(listed.tasks), listed.skipped) == (3, 3)
+    assert "TaskList[1]" in listed.problem
+
+
+def test_an_action_can_be_denied_alone(sim: Simulator, client: ZegoClient) -> None:
+    sim.faults = Faults(error=ErrorCode(code=400010001, action=ACTION_QUERY_TASKS))
+    error = failure(query, client)
+    assert error.denied and not error.api_down and not error.pauses_all
+    assert client.get_task_status(sim.showcase["streaming"][0]).status == 3
 
 
 def test_task_not_found(sim: Simulator, client: ZegoClient) -> None:

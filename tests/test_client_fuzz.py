@@ -1,10 +1,12 @@
-"""The client against a raw HTTP stub: whatever a 200 answer carries, data or a ZegoError.
+"""The client against a raw HTTP stub: whatever an answer carries, data or a ZegoError.
 
 test_responses.py fuzzes the parser with bytes in hand; these tests send the bytes over a real
 socket, so HTTP framing (length, chunked, close-delimited, lying lengths), Content-Encoding
-(real, claimed but absent, unknown), the size cap and the total time limit are in play too:
-the client must still return parsed data or raise a ZegoError carrying an outcome label, count
-each call exactly once, and never buffer an endless body or wait on a trickle.
+(real, claimed but absent, unknown), the HTTP status (ZEGO's docs never say which one an error
+comes with), the size cap and the total time limit are in play too: the client must still
+return parsed data or raise a ZegoError carrying an outcome label, judge any answer carrying
+ZEGO's envelope by its Code whatever the status, count each call exactly once, and never
+buffer an endless body or wait on a trickle.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from test_responses import json_values
 
 from zego_exporter.client import ZegoClient
 from zego_exporter.errors import InvalidResponse, TransportError, ZegoError
-from zego_exporter.responses import TaskStatus, parse_task_list, parse_task_status
+from zego_exporter.responses import RunningTasks, TaskStatus, parse_task_list, parse_task_status
 from zego_exporter.signing import Secret
 
 OUTCOME = re.compile(r"^(-?\d+|invalid_response|connection_error|timeout|http_\d{3})$")
@@ -147,6 +149,7 @@ class Wire:
     """Framing and encoding are right: the client must see exactly `body`."""
     undecodable: bool
     """Whole, but its Content-Encoding is a lie: an invalid response, not a network error."""
+    status: int = 200
 
 
 @st.composite
@@ -159,13 +162,18 @@ def answers(draw: st.DrawFn) -> Wire:
         | st.fixed_dictionaries({"TaskId": st.text(max_size=8), "Status": st.integers(0, 9),
                                  "CreateTime": st.integers(0, 2**40)}).map(
             lambda task: json.dumps({"Code": 0, "Data": {"TaskList": [task], **task}}).encode())
+        | st.fixed_dictionaries({"Code": st.sampled_from([100000005, 400000005, 400010001,
+                                                          400010009, 400010000]),
+                                 "Message": st.text(max_size=8), "RequestId": st.text(max_size=8)
+                                 }).map(lambda doc: json.dumps(doc).encode())
     )
+    status = draw(st.sampled_from([200, 200, 200, 400, 401, 403, 404, 429, 500, 502, 503]))
     encoding = draw(st.sampled_from(sorted(ENCODINGS)))
     header, encode, faithful = ENCODINGS[encoding]
     payload = encode(body)
     framing = draw(st.sampled_from(FRAMINGS))
     content_type = draw(st.sampled_from(["application/json; charset=utf-8", "text/html", ""]))
-    head = [b"HTTP/1.1 200 OK", b"Connection: close"]
+    head = [b"HTTP/1.1 %d Whatever" % status, b"Connection: close"]
     if content_type:
         head.append(b"Content-Type: " + content_type.encode())
     if header:
@@ -183,20 +191,25 @@ def answers(draw: st.DrawFn) -> Wire:
     undecodable = encoding == "gzip_claimed" and bool(body) and framing in (
         "length", "chunked", "close")
     event(f"{encoding}, {framing}")
-    return Wire(body, b"\r\n".join(head) + b"\r\n\r\n" + payload, intact, undecodable)
+    event(f"HTTP {status}")
+    return Wire(body, b"\r\n".join(head) + b"\r\n\r\n" + payload, intact, undecodable,
+                status)
 
 
-def expected(parse: Callable[[bytes], object], body: bytes) -> object:
-    """What the parser alone makes of `body`: the data, or the outcome of its error."""
+def expected(parse: Callable[[bytes], object], body: bytes, status: int) -> object:
+    """What the parser alone makes of `body`: the data, or the outcome of its error; with a
+    status other than 200, `http_<status>` unless the body is ZEGO's envelope."""
     try:
         return parse(body)
+    except InvalidResponse as exc:
+        return exc.outcome if status == 200 or exc.in_envelope else f"http_{status}"
     except ZegoError as exc:
         return exc.outcome
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answer=answers())
-def test_any_200_answer_gives_data_or_a_labelled_zego_error(stub: Stub, answer: Wire) -> None:
+def test_any_answer_gives_data_or_a_labelled_zego_error(stub: Stub, answer: Wire) -> None:
     stub.answer = lambda conn: stub.send(conn, answer.raw)
     calls = Calls([])
     client = client_for(stub, calls)
@@ -212,12 +225,13 @@ def test_any_200_answer_gives_data_or_a_labelled_zego_error(stub: Stub, answer: 
                 assert exc.message
                 result = exc.outcome
             else:
-                assert isinstance(result, (TaskStatus, list))
+                assert isinstance(result, (TaskStatus, RunningTasks))
             assert calls.outcomes[-1] == (result if isinstance(result, str) else "0")
             if answer.intact:  # what arrives whole must mean exactly what the parser says
-                assert result == expected(parse, answer.body)
+                assert result == expected(parse, answer.body, answer.status)
             if answer.undecodable:
-                assert result == "invalid_response"
+                assert result == ("invalid_response" if answer.status == 200
+                                  else f"http_{answer.status}")
         assert len(calls.outcomes) == 2  # each call counted once
     finally:
         client.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -13,8 +15,14 @@ from bench.harness import APP_ID, SECRET, run_pacing
 from zego_exporter.errors import ApiError, TaskNotFound, TransportError
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.ratelimit import SlidingWindowLimiter
-from zego_exporter.refresh import Refresher
-from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, ACTIONS, TaskStatus
+from zego_exporter.refresh import LISTING_CPU_SHARE, PROBLEM_LOG_EVERY, Refresher
+from zego_exporter.responses import (
+    ACTION_GET_STATUS,
+    ACTION_QUERY_TASKS,
+    ACTIONS,
+    RunningTasks,
+    TaskStatus,
+)
 from zego_exporter.simulator import Simulator, World
 from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
 
@@ -38,11 +46,18 @@ def test_running_tasks_are_refreshed_by_discovery_alone() -> None:
 
 
 class FakeApi:
-    """An in-process API whose answers the test scripts, one outcome per call."""
+    """An in-process API whose answers the test scripts, one outcome per call.
 
-    def __init__(self, outcomes: list[Exception | None] | None = None) -> None:
+    Lookups answer streaming unless an outcome says otherwise; the list answers `listing`
+    (an exception to raise, or the running tasks).
+    """
+
+    def __init__(self, outcomes: list[Exception | None] | None = None,
+                 listing: Exception | RunningTasks | None = None) -> None:
         self.outcomes = list(outcomes or [])
+        self.listing = listing if listing is not None else RunningTasks()
         self.calls: list[str] = []
+        self.lists = 0
         self.lock = threading.Lock()
 
     def get_task_status(self, task_id: str) -> TaskStatus:
@@ -53,8 +68,12 @@ class FakeApi:
             raise outcome
         return TaskStatus(task_id, 3, "room", "stream", int(time.time()) - 10)
 
-    def query_running_tasks(self) -> list[TaskStatus]:
-        return []
+    def query_running_tasks(self) -> RunningTasks:
+        with self.lock:
+            self.lists += 1
+        if isinstance(self.listing, Exception):
+            raise self.listing
+        return self.listing
 
 
 Engine = tuple[Refresher, Tracker, dict[str, SlidingWindowLimiter]]
@@ -246,3 +265,179 @@ def test_two_scrapers_cause_the_same_api_calls_as_one() -> None:
     one, two = calls
     assert one >= 140  # 8 lookups a second for 20 s
     assert abs(two - one) <= 0.05 * one, calls
+
+
+# -- the engine driven by hand: per-Action isolation, listing interval, logging --------------
+
+class HandClock:
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Driven:
+    """The engine's loops run by hand on one hand-held clock: a discovery round whenever the
+    listing interval has passed, then as many lookups as the limiter allows, then 10 ms pass.
+    A limiter that would wait moves the clock instead; nothing sleeps."""
+
+    def __init__(self, api: FakeApi, task_ids: list[str], *, discovery: bool = True,
+                 cpu_clock: Callable[[], float] = lambda: 0.0,
+                 count_skipped: Callable[[int], None] | None = None) -> None:
+        self.clock = HandClock(1_750_000_000.0)
+        self.api = api
+
+        def wait(_condition: threading.Condition, timeout: float | None) -> None:
+            self.clock.now += timeout or 0.01
+
+        self.tracker = Tracker(RefreshPolicy(), clock=self.clock)
+        self.tracker.set_configured(STATIC, task_ids)
+        self.limiters = {action: SlidingWindowLimiter(10, clock=self.clock, wait=wait,
+                                                      rng=random.Random(1))
+                         for action in ACTIONS}
+        self.refresher = Refresher(api, self.tracker, self.limiters, discovery=discovery,
+                                   idle_after=None, monotonic=self.clock, cpu_clock=cpu_clock,
+                                   count_skipped=count_skipped)
+        self.next_list = self.clock.now
+
+    def run(self, seconds: float) -> None:
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            if self.refresher.discovery and self.clock.now >= self.next_list:
+                permit = self.limiters[ACTION_QUERY_TASKS].try_acquire()
+                if permit is not None:
+                    self.refresher.discover(permit)
+                    self.next_list = self.clock.now + self.refresher.listing_interval
+            while (permit := self.limiters[ACTION_GET_STATUS].try_acquire()) is not None:
+                task_id = self.tracker.claim_due()
+                if task_id is None:
+                    permit.cancel()
+                    break
+                self.refresher.look_up(task_id, permit)
+            self.clock.now += 0.01
+
+    def looked_up(self) -> int:
+        return sum(1 for view in self.tracker.snapshot().tasks if view.lookup_ok)
+
+
+def denied(action: str) -> ApiError:
+    return ApiError(400010001, "no permission", action, "req-denied")
+
+
+def test_a_denied_discovery_slows_only_itself_and_every_configured_task_is_looked_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Observed: with QueryDigitalHumanStreamTasks not permitted (400010001), 7 of 60 configured
+    tasks were looked up in 20 s, because each failed discovery round paused every Action."""
+    task_ids = [f"task-{n:02d}" for n in range(60)]
+    engine = Driven(FakeApi(listing=denied(ACTION_QUERY_TASKS)), task_ids)
+    with caplog.at_level(logging.INFO, logger="zego_exporter"):
+        engine.run(20)
+        assert engine.looked_up() == 60
+        assert engine.api.lists == 1  # probed again only after 30 s
+        assert engine.tracker.api_up is True  # ZEGO answered: denied is not down
+        assert engine.limiters[ACTION_GET_STATUS].paused_until < engine.clock.now
+        engine.run(45)  # two more probes, both denied: still logged once
+    assert engine.api.lists == 3
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert "code 400010001" in message and "--no-discovery" in message
+    assert "ask ZEGO support to enable QueryDigitalHumanStreamTasks" in message
+    assert getattr(warnings[0], "request_id", None) == "req-denied"
+
+
+def test_a_denied_lookup_slows_only_itself_and_discovery_goes_on() -> None:
+    listed = RunningTasks([TaskStatus("listed", 3, "r", "s", 1)])
+    api = FakeApi([denied(ACTION_GET_STATUS)] * 10, listing=listed)
+    engine = Driven(api, ["configured"])
+    engine.run(20)
+    assert api.lists >= 6  # every 3 s, undisturbed
+    assert api.calls == ["configured"]  # one denial, then paused for 30 s
+    view = engine.tracker.view("listed")
+    assert view is not None and view.state == "streaming"
+
+
+def test_rate_limiting_of_the_list_leaves_lookups_their_whole_budget() -> None:
+    engine = Driven(FakeApi(listing=ApiError(400010009, "", ACTION_QUERY_TASKS)),
+                    [f"t{n}" for n in range(30)])
+    engine.run(4)
+    assert engine.limiters[ACTION_QUERY_TASKS].usable_slots < 10
+    assert engine.limiters[ACTION_GET_STATUS].usable_slots == 10
+    assert engine.looked_up() == 30
+
+
+@pytest.mark.parametrize("code", [100000005, 100000004, 100000001])
+def test_credential_and_gateway_failures_pause_both_actions(
+    code: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeApi([ApiError(code, "", ACTION_GET_STATUS, "req-gw")] * 100)
+    engine = Driven(api, ["a", "b", "c"])
+    engine.refresher.discovery = False  # the lookup meets it first
+    with caplog.at_level(logging.WARNING, logger="zego_exporter"):
+        engine.run(1)
+    engine.refresher.discovery = True
+    engine.run(10)
+    assert api.lists == 0  # paused too, though it never failed itself
+    assert all(limiter.paused_until > engine.clock.now for limiter in engine.limiters.values())
+    assert engine.tracker.api_up is False
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and getattr(errors[0], "request_id", None) == "req-gw"
+
+
+def test_the_listing_interval_stretches_only_for_lists_that_cost_too_much() -> None:
+    cpu = HandClock()
+    cost = [0.01]
+    api = FakeApi(listing=RunningTasks([TaskStatus("t", 3, "r", "s", 1)]))
+    original = api.query_running_tasks
+
+    def costly() -> RunningTasks:
+        cpu.now += cost[0]
+        return original()
+
+    api.query_running_tasks = costly  # type: ignore[method-assign]
+    engine = Driven(api, [], cpu_clock=cpu)
+    engine.run(9.5)
+    assert engine.refresher.listing_interval == 3.0
+    assert api.lists == 4  # at 0, 3, 6 and 9 s
+    cost[0] = 0.5  # a huge list: 0.5 s of CPU per round
+    engine.run(3)
+    assert engine.refresher.listing_interval == pytest.approx(0.5 / LISTING_CPU_SHARE)
+    # A listed task needs no lookup while lists that far apart keep it fresh.
+    engine.run(25)
+    assert engine.api.calls == []
+
+
+def test_skipped_entries_are_counted_and_logged_when_their_number_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counted: list[int] = []
+    api = FakeApi(listing=RunningTasks([TaskStatus("t", 3, "r", "s", 1)], skipped=2,
+                                       problem="TaskList[1]: field TaskId is missing",
+                                       request_id="req-list"))
+    engine = Driven(api, [], count_skipped=counted.append)
+    with caplog.at_level(logging.WARNING, logger="zego_exporter"):
+        engine.run(10)
+        api.listing = RunningTasks([], skipped=3, problem="x", request_id="req-2")
+        engine.run(3)
+        engine.run(PROBLEM_LOG_EVERY + 5)  # the same count again: repeated once
+    assert counted[:4] == [2, 2, 2, 2] and counted[-1] == 3
+    lines = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert [(getattr(r, "skipped", None), getattr(r, "request_id", None)) for r in lines] == [
+        (2, "req-list"), (3, "req-2"), (3, "req-2")]
+    assert "TaskId is missing" in lines[0].getMessage()
+
+
+def test_other_failed_lookups_are_reported_with_zegos_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    invalid = ApiError(400000001, "TaskId too long", ACTION_GET_STATUS, "req-bad")
+    engine = Driven(FakeApi([invalid] * 1000), ["a"], discovery=False)
+    with caplog.at_level(logging.WARNING, logger="zego_exporter"):
+        engine.run(120)
+    lines = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 1  # repeated at most every PROBLEM_LOG_EVERY
+    assert getattr(lines[0], "request_id", None) == "req-bad"
+    assert "TaskId too long" in lines[0].getMessage()
+    assert engine.tracker.api_up is True

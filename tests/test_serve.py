@@ -195,13 +195,19 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """serve, configured with every showcase task plus discovery, scraped once when ready."""
+    """serve, configured with every showcase task plus discovery, scraped once every showcase
+    state shows. The "stopped" task streams for 5 s first: ZEGO's current docs describe task
+    status for running tasks only, so it then answers "task not found", and it is stopped
+    because the exporter saw it running (no callbacks here: discovery sees it leave)."""
     with showcase_simulator() as sim:
         args = ["serve"]
         for task_ids in sim.showcase.values():
             args += ["--task-id", task_ids[0]]
         with exporter_process(args, serve_env(sim), tmp_path_factory.mktemp("serve")) as exp:
             exp.wait_ready()
+            stopped = sim.showcase["stopped"][0]
+            wait_until(lambda: state_of(fetch(exp.url, "/metrics").text, stopped) == {"stopped"},
+                       15, "the showcase's stopped task to show stopped", exp.proc)
             scrape = fetch(exp.url, "/metrics")
             assert scrape.status == 200, exp.stderr()
             yield Served(sim, exp, scrape.text)
@@ -250,8 +256,17 @@ def test_every_showcase_task_shows_its_state_with_task_room_and_stream(served: S
                 assert sample.labels["room_id"] and sample.labels["stream_id"], sample
         status = [s for s in own if s.name == "zego_digital_human_task_status"]
         assert (status == []) == (state == "not_found")
+        if state == "stopped":  # seen streaming, then "task not found": ended, not a typo
+            assert [s.value for s in status] == [5]
+            assert stopped_is_unknown_to_zego(served, task_id)
         info = [s for s in own if s.name == "zego_digital_human_task_info"]
         assert (info[0].labels["fail_reason"] != "") == (state == "init_failed")
+
+
+def stopped_is_unknown_to_zego(served: Served, task_id: str) -> bool:
+    """GetStatus answers "task not found" for it now (the simulator's default reading)."""
+    return served.sim.ended_tasks == "not-found" and any(
+        r.task_id == task_id and r.code == "400000005" for r in served.sim.stats.requests())
 
 
 def test_discovered_tasks_and_api_health_are_exported(served: Served) -> None:
@@ -265,7 +280,8 @@ def test_discovered_tasks_and_api_health_are_exported(served: Served) -> None:
     running = [task.task_id for task in served.sim.world.running()]
     for task_id in running:
         assert state_of(served.scrape, task_id) & {"streaming", "initializing"}
-    assert value("zego_digital_human_tracked_tasks", source="discovered") == len(running)
+    # The showcase's stopped task was listed while it streamed: it stays tracked, ended.
+    assert value("zego_digital_human_tracked_tasks", source="discovered") == len(running) + 1
     assert value("zego_digital_human_tracked_tasks", source="static") == len(STATES)
     assert value("zego_digital_human_up") == 1
     assert value("zego_digital_human_rate_limit_qps",

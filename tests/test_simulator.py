@@ -28,9 +28,12 @@ from zego_exporter.simulator import (
     STOPPED,
     STOPPING,
     STREAMING,
+    BadEntries,
     ClockSkew,
     Drop,
+    EmptyList,
     ErrorCode,
+    ErrorStatus,
     Faults,
     HtmlPage,
     HttpStatus,
@@ -98,7 +101,7 @@ def admin(sim: Simulator, method: str, path: str, body: Any = None) -> requests.
 @pytest.fixture
 def sim(app_id: int, secret: Secret) -> Iterator[Simulator]:
     world = World.static(5, seed=1)
-    world.add_showcase()
+    world.add_showcase(stop_after=0)
     with Simulator(app_id, secret, world=world) as simulator:
         yield simulator
 
@@ -213,7 +216,7 @@ def test_status_answers_carry_fail_reason_only_when_failed(
     sim: Simulator, secret: Secret
 ) -> None:
     expected = {"initializing": 1, "init_failed": 2, "streaming": 3, "stopping": 4,
-                "stopped": 5, "unknown": 7}
+                "unknown": 7}
     for state, status in expected.items():
         data = call(sim, secret, ACTION_GET_STATUS, {"TaskId": sim.showcase[state][0]})["Data"]
         assert data["Status"] == status
@@ -221,6 +224,54 @@ def test_status_answers_carry_fail_reason_only_when_failed(
         assert re.fullmatch(r"room_\d{4,}", data["RoomId"])
         assert re.fullmatch(r"stream_\d{4,}_[0-9a-f]{4}", data["StreamId"])
         assert isinstance(data["CreateTime"], int)
+
+
+@pytest.mark.parametrize(("ended", "stopped_answer"), [
+    ("not-found", (400000005, None)),  # ZEGO's current docs: GetStatus lists Status 1-4
+    ("status-5", (0, 5)),  # the docs before Nov 2025
+])
+def test_a_stopped_task_answers_as_the_chosen_reading_of_the_docs(
+    app_id: int, secret: Secret, ended: str, stopped_answer: tuple[int, int | None]
+) -> None:
+    clock = HandClock(time.time())
+    world = World(tasks=0, arrival_rate=0.0, clock=clock,
+                  lifecycle=Lifecycle(stopping=(2.0, 2.0), stopped=(30.0, 30.0),
+                                      init_failed=(20.0, 20.0)))
+    running, failing = world.add_task(status=STREAMING), world.add_task(status=INITIALIZING)
+    world.stop(running)
+    world.fail(failing, "no render node available")
+    with Simulator(app_id, secret, world=world, ended_tasks=ended) as sim:
+        def answer(task_id: str) -> tuple[int, int | None]:
+            doc = call(sim, secret, ACTION_GET_STATUS, {"TaskId": task_id})
+            return doc["Code"], (doc.get("Data") or {}).get("Status")
+
+        assert answer(running) == (0, STOPPING)
+        assert answer(failing) == (0, INIT_FAILED)  # Status 2 is documented: answered
+        clock.now += 3
+        assert answer(running) == stopped_answer
+        clock.now += 40
+        assert answer(running) == (400000005, None)  # gone, in either reading
+        assert answer(failing) == (0, INIT_FAILED)  # pinned by hand: stays
+        assert sim.world.get(running) is None
+    with pytest.raises(ValueError, match="ended tasks"):
+        Simulator(app_id, secret, world=world, ended_tasks="sometimes")
+
+
+def test_a_failed_task_answers_status_2_for_a_while_then_not_found(
+    app_id: int, secret: Secret
+) -> None:
+    clock = HandClock(time.time())
+    world = World(tasks=0, arrival_rate=0.0, clock=clock,
+                  lifecycle=Lifecycle(initializing=(6.0, 6.0), init_failure_rate=1.0,
+                                      init_failed=(10.0, 10.0)))
+    task_id = world.add_task()
+    with Simulator(app_id, secret, world=world) as sim:
+        codes = []
+        for _ in range(5):  # failed at 6 s, gone at 16 s
+            doc = call(sim, secret, ACTION_GET_STATUS, {"TaskId": task_id})
+            codes.append((doc["Code"], (doc.get("Data") or {}).get("Status")))
+            clock.now += 5
+    assert codes == [(0, 1), (0, 1), (0, 2), (0, 2), (400000005, None)]
 
 
 def test_query_lists_only_initializing_and_streaming_tasks(
@@ -370,6 +421,23 @@ def test_status_can_be_set_by_hand() -> None:
         world.fail("f" * 32)
 
 
+def test_the_showcase_stopped_task_streams_first_then_stops() -> None:
+    clock = HandClock()
+    world = World(tasks=0, arrival_rate=0.0, clock=clock)
+    [stopped] = world.add_showcase(stop_after=4.0)["stopped"]
+    view = world.get(stopped)
+    assert view is not None and view.status == STREAMING
+    clock.now += 4.0
+    view = world.get(stopped)
+    assert view is not None and view.status == STOPPED
+    clock.now += 1e6
+    assert world.get(stopped) is not None  # stays stopped: pinned
+    other = World(tasks=0, clock=clock)
+    [at_once] = other.add_showcase(stop_after=0)["stopped"]
+    view = other.get(at_once)
+    assert view is not None and view.status == STOPPED
+
+
 def test_long_gone_tasks_are_forgotten() -> None:
     clock = HandClock()
     world = World(seed=1, tasks=0, arrival_rate=0.0, clock=clock, prune_after=300.0)
@@ -392,6 +460,7 @@ def test_showcase_holds_every_state(app_id: int, secret: Secret) -> None:
         statuses = {state: [(sim.world.get(i) or None) for i in task_ids]
                     for state, task_ids in ids.items()}
         assert statuses["not_found"] == [None]
+        assert sim.world.schedule(ids["not_found"][0]) is None  # it never existed
         assert [view.status for view in statuses["unknown"] if view] == [7]
         assert [view.status for view in statuses["stopping"] if view] == [4]
     finally:
@@ -531,12 +600,67 @@ def test_malformed_json_fault(sim: Simulator, secret: Secret) -> None:
 
 
 def test_wrong_types_fault(sim: Simulator, secret: Secret) -> None:
+    """Wrong types, not numbers written as strings (a client should read those)."""
     sim.faults = Faults(wrong_types=WrongTypes())
     listed = call(sim, secret, ACTION_QUERY_TASKS)["Data"]["TaskList"]
-    assert listed and all(isinstance(task["Status"], str) for task in listed)
+    assert isinstance(listed, dict) and listed["Tasks"]
     one = call(sim, secret, ACTION_GET_STATUS, {"TaskId": sim.showcase["streaming"][0]})
-    assert one["Data"]["Status"] == "3"
-    assert call(sim, secret, ACTION_GET_STATUS, {"TaskId": "x"})["Code"] == "400000005"
+    assert one["Data"]["Status"] == {"Value": 3} and one["Data"]["CreateTime"] == "yesterday"
+    assert call(sim, secret, ACTION_GET_STATUS, {"TaskId": "x"})["Code"] == [400000005]
+
+
+@pytest.mark.parametrize(("status", "code", "expected"), [
+    (0, 100000005, 401), (0, 400010001, 403), (0, 400000005, 404), (0, 400010009, 429),
+    (0, 400010000, 500), (0, 400010002, 503), (0, 400000001, 400), (502, 400000005, 502),
+])
+def test_error_status_fault_sends_error_envelopes_with_a_non_200_status(
+    sim: Simulator, secret: Secret, status: int, code: int, expected: int
+) -> None:
+    sim.faults = Faults(error_status=ErrorStatus(status=status),
+                        error=ErrorCode(code=code, action=ACTION_QUERY_TASKS))
+    response = post(sim, signed(sim.app_id, secret, ACTION_QUERY_TASKS))
+    assert response.status_code == expected
+    assert response.json()["Code"] == code and response.json()["RequestId"]
+    assert sim.stats.action(ACTION_QUERY_TASKS).codes == {str(code): 1}
+    ok = post(sim, signed(sim.app_id, secret, ACTION_GET_STATUS),
+              json.dumps({"TaskId": sim.showcase["streaming"][0]}).encode())
+    assert ok.status_code == 200 and ok.json()["Code"] == 0  # successes stay 200
+
+
+@pytest.mark.parametrize(("form", "data"), [
+    ("null_data", {"Data": None}), ("no_data", {}), ("null_list", {"Data": {"TaskList": None}}),
+    ("no_list", {"Data": {}}), ("empty_list", {"Data": {"TaskList": []}}),
+])
+def test_empty_list_fault_sends_an_empty_list_in_each_form(
+    app_id: int, secret: Secret, form: str, data: dict[str, Any]
+) -> None:
+    with Simulator(app_id, secret, world=World(tasks=0, arrival_rate=0.0),
+                   faults=Faults(empty_list=EmptyList(form=form))) as sim:
+        doc = call(sim, secret, ACTION_QUERY_TASKS)
+        sim.world.add_task(status=STREAMING)
+        unchanged = call(sim, secret, ACTION_QUERY_TASKS)  # only an empty list changes
+    assert {k: v for k, v in doc.items() if k == "Data"} == data
+    assert len(unchanged["Data"]["TaskList"]) == 1
+    with pytest.raises(ValueError, match="form"):
+        EmptyList(form="nothing")
+
+
+def test_bad_entries_fault_spoils_every_nth_entry(sim: Simulator, secret: Secret) -> None:
+    sim.faults = Faults(bad_entries=BadEntries(every=3))
+    listed = call(sim, secret, ACTION_QUERY_TASKS)["Data"]["TaskList"]
+    assert len(listed) == 7
+    spoiled = [n for n, task in enumerate(listed)
+               if "TaskId" not in task or not isinstance(task["Status"], int)]
+    assert spoiled == [2, 5]
+
+
+def test_the_new_faults_round_trip_through_the_admin_api(sim: Simulator) -> None:
+    settings = {"error_status": {"status": 0}, "empty_list": {"form": "no_data"},
+                "bad_entries": {"every": 4}}
+    assert admin(sim, "POST", "faults", settings).status_code == 200
+    assert sim.faults == Faults(error_status=ErrorStatus(), empty_list=EmptyList(form="no_data"),
+                                bad_entries=BadEntries(every=4))
+    assert admin(sim, "POST", "faults", {"empty_list": {"form": 3}}).status_code == 400
 
 
 def test_slow_fault_outlasts_a_client_timeout_and_stop_wakes_it(

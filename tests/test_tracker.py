@@ -1,9 +1,13 @@
-"""The tracker's bookkeeping and scheduling, driven by a hand-held clock."""
+"""The tracker's bookkeeping, scheduling and state rules, driven by a hand-held clock."""
 
 from __future__ import annotations
 
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from zego_exporter.responses import TaskStatus
-from zego_exporter.tracker import RefreshPolicy, Tracker
+from zego_exporter.tracker import RefreshPolicy, Tracker, state_of
 
 T0 = 1_750_000_000.0
 
@@ -289,3 +293,205 @@ def test_a_configured_task_listed_by_discovery_counts_as_asked() -> None:
         tracker.record_discovery([status("running", 3)])
         assert tracker.claim_due() is None
     assert tracker.first_round_done()
+
+
+# -- the contract's state rules for ended tasks ------------------------------------------------
+
+def test_not_found_means_not_found_only_for_a_task_never_seen() -> None:
+    """ZEGO's current docs describe GetStatus for running tasks only: "task not found" is an
+    ending for a task this exporter has seen, and a typo only for one it never saw."""
+    tracker, clock = make()
+    tracker.set_configured("static", ["never", "init", "stream", "stopping", "odd", "stopped"])
+    drain(tracker)
+    tracker.record_lookup(status("init", 1, "r1", "s1"))
+    tracker.record_discovery([status("stream", 3, "r2", "s2")])
+    tracker.record_lookup(status("stopping", 4, "r3", "s3"))
+    tracker.record_lookup(status("odd", 7, "r4", "s4"))
+    tracker.record_callback(status("failed", 2, "r5", "s5", "no render node available"))
+    tracker.record_lookup(status("stopped", 5, "r6", "s6"))
+    clock.now += 5
+    drain(tracker)  # the callback's confirming lookup among them
+    for task_id in tracker.task_ids():
+        tracker.record_not_found(task_id)
+    views = {task_id: tracker.view(task_id) for task_id in tracker.task_ids()}
+    shown = {task_id: (v.state, v.status, v.fail_reason, v.room_id)
+             for task_id, v in views.items() if v is not None}
+    assert shown == {
+        "never": ("not_found", None, "", ""),
+        "init": ("stopped", 5, "", "r1"),
+        "stream": ("stopped", 5, "", "r2"),
+        "stopping": ("stopped", 5, "", "r3"),
+        "odd": ("stopped", 5, "", "r4"),
+        "failed": ("init_failed", 2, "no render node available", "r5"),
+        "stopped": ("stopped", 5, "", "r6"),
+    }
+    assert all(v is not None and v.lookup_ok and v.last_success == T0 + 5
+               for v in views.values())
+    assert tracker.snapshot().failures[("r5", "s5")] == 1
+    assert drain(tracker) == []  # every one of them is settled: never polled again
+
+
+def test_a_failure_from_a_callback_survives_the_confirming_lookup_that_finds_nothing() -> None:
+    """Observed: a callback's init_failed ("no render node available") became not_found with
+    an empty fail_reason when the confirming lookup answered 400000005."""
+    tracker, clock = make(RefreshPolicy(fast_interval=5))
+    tracker.record_callback(status("t", 2, "room_1", "stream_1", "no render node available"))
+    clock.now += 5
+    assert drain(tracker) == ["t"]  # the confirming lookup
+    tracker.record_not_found("t")
+    view = tracker.view("t")
+    assert view is not None
+    assert (view.state, view.status, view.fail_reason) == (
+        "init_failed", 2, "no render node available")
+    assert tracker.snapshot().failures == {("room_1", "stream_1"): 1}
+
+
+def test_an_answer_to_a_request_sent_before_a_callback_does_not_undo_it() -> None:
+    """A lookup or a list in flight when a callback arrives may answer the older status; the
+    callback stands until a lookup sent after it confirms (found by the stand-in: a stale
+    "initializing" undid init_failed, and the next lookup, finding nothing, made it stopped)."""
+    tracker, clock = make(RefreshPolicy(fast_interval=5))
+    tracker.set_configured("static", ["t"])
+    drain(tracker)
+    tracker.record_lookup(status("t", 1))
+    clock.now += 5
+    assert drain(tracker) == ["t"]  # a lookup is sent ...
+    asked = clock.now
+    clock.now += 0.1
+    tracker.record_callback(status("t", 2, reason="no render node available"))  # ... then
+    tracker.record_lookup(status("t", 1))  # the lookup's answer, older than the callback
+    tracker.record_discovery([status("t", 1)], asked_at=asked)  # and a list asked before it
+    view = tracker.view("t")
+    assert view is not None and (view.state, view.fail_reason) == (
+        "init_failed", "no render node available")
+    clock.now += 5
+    assert drain(tracker) == ["t"]  # the confirming lookup, sent after the callback
+    tracker.record_not_found("t")
+    view = tracker.view("t")
+    assert view is not None and view.state == "init_failed"
+    assert tracker.snapshot().failures == {("r", "s"): 1}
+
+
+def test_a_task_never_seen_can_still_show_up_later() -> None:
+    tracker, _ = make()
+    tracker.set_configured("static", ["early"])
+    drain(tracker)
+    tracker.record_not_found("early")
+    assert tracker.record_callback(status("early", 1))  # not an ending: nothing to reopen
+    tracker.record_discovery([status("early", 3)])
+    view = tracker.view("early")
+    assert view is not None and view.state == "streaming"
+
+
+TASKS = ("a", "b", "c")
+"""a and b are configured; c comes only from the list or a callback."""
+PAIRS = {task: (f"room_{task}", f"stream_{task}") for task in TASKS}
+REASONS = ("", "no render node available", "model load timeout")
+
+
+class StateRules(RuleBasedStateMachine):
+    """Any order of callbacks, lists, lookup answers and failed lookups, against a model of
+    the contract's state rules (and of one ordering rule: an answer to a request sent before
+    a callback was applied does not override the callback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.tracker = Tracker(RefreshPolicy(), clock=self.clock)
+        self.tracker.set_configured("static", TASKS[:2])
+        self.tracked = set(TASKS[:2])
+        self.state: dict[str, str] = {}  # what the model expects, once a task has an answer
+        self.reason: dict[str, str] = {}
+        self.failed: set[str] = set()
+        self.asked: dict[str, float] = {}  # when the lookup in flight was sent
+        self.callback_at: dict[str, float] = {}  # when the latest callback was applied
+
+    def stale(self, task_id: str, asked_at: float | None) -> bool:
+        """An answer to a request sent before the latest callback: the callback stands."""
+        applied = self.callback_at.get(task_id)
+        return asked_at is not None and applied is not None and applied >= asked_at
+
+    def answered(self, task_id: str, code: int, reason: str) -> None:
+        self.tracked.add(task_id)
+        self.state[task_id] = state_of(code)
+        self.reason[task_id] = reason if code == 2 else ""
+        if code == 2:
+            self.failed.add(task_id)
+
+    def answer(self, task_id: str, code: int, reason: str) -> TaskStatus:
+        room, stream = PAIRS[task_id]
+        return TaskStatus(task_id, code, room, stream, int(T0) - 60, reason)
+
+    @rule(task_id=st.sampled_from(TASKS), code=st.sampled_from([1, 2, 3, 4, 5, 7]),
+          reason=st.sampled_from(REASONS), event_time=st.none() | st.integers(0, 20))
+    def callback(self, task_id: str, code: int, reason: str, event_time: int | None) -> None:
+        if self.tracker.record_callback(self.answer(task_id, code, reason),
+                                        None if event_time is None else float(event_time)):
+            self.answered(task_id, code, reason)
+            self.callback_at[task_id] = self.clock.now
+
+    @rule(listed=st.lists(st.tuples(st.sampled_from(TASKS), st.sampled_from([1, 3])),
+                          unique_by=lambda pair: pair[0], max_size=3),
+          asked_ago=st.none() | st.sampled_from([0.0, 30.0]))
+    def running_list(self, listed: list[tuple[str, int]], asked_ago: float | None) -> None:
+        asked_at = None if asked_ago is None else self.clock.now - asked_ago
+        self.tracker.record_discovery([self.answer(t, code, "") for t, code in listed],
+                                      asked_at=asked_at)
+        for task_id, code in listed:
+            if not (task_id in self.tracked and self.stale(task_id, asked_at)):
+                self.answered(task_id, code, "")
+
+    def lookup_answered(self, task_id: str) -> bool:
+        """Whether a lookup answer now counts (and the lookup is no longer in flight)."""
+        return task_id in self.tracked and not self.stale(task_id, self.asked.pop(task_id, None))
+
+    @rule(task_id=st.sampled_from(TASKS), code=st.sampled_from([1, 2, 3, 4, 5, 7]),
+          reason=st.sampled_from(REASONS))
+    def lookup(self, task_id: str, code: int, reason: str) -> None:
+        self.tracker.record_lookup(self.answer(task_id, code, reason))
+        if self.lookup_answered(task_id):
+            self.answered(task_id, code, reason)
+
+    @rule(task_id=st.sampled_from(TASKS))
+    def lookup_not_found(self, task_id: str) -> None:
+        self.tracker.record_not_found(task_id)
+        if not self.lookup_answered(task_id):
+            return
+        before = self.state.get(task_id)
+        if before is None or before == "not_found":
+            self.state[task_id] = "not_found"
+        elif before not in ("init_failed", "stopped"):
+            self.state[task_id] = "stopped"
+
+    @rule(task_id=st.sampled_from(TASKS))
+    def lookup_failed(self, task_id: str) -> None:
+        self.tracker.record_lookup_failure(task_id, "timeout")
+        self.asked.pop(task_id, None)
+
+    @rule(seconds=st.floats(0, 100))
+    def time_passes(self, seconds: float) -> None:
+        self.clock.now += seconds
+        for task_id in drain(self.tracker):  # lookups sent now; their answers come later
+            self.asked[task_id] = self.clock.now
+
+    @invariant()
+    def the_rules_hold(self) -> None:
+        failures = self.tracker.snapshot().failures
+        for task_id in TASKS:
+            view = self.tracker.view(task_id)
+            assert (view is not None) == (task_id in self.tracked)
+            if view is None:
+                continue
+            expected = self.state.get(task_id, "unknown")
+            assert view.state == expected, (task_id, view)
+            if task_id in self.state and self.state[task_id] != "not_found":
+                assert view.status is not None  # seen in any state: never not_found
+            assert view.fail_reason == (self.reason[task_id] if expected == "init_failed"
+                                        else "")
+            # Each task's failure is counted once, whichever source reported it first.
+            assert failures.get(PAIRS[task_id], 0) == (1 if task_id in self.failed else 0)
+
+
+StateRules.TestCase.settings = settings(max_examples=300, stateful_step_count=30,
+                                        deadline=None)
+test_state_rules_hold_in_any_order = StateRules.TestCase

@@ -2,7 +2,8 @@
 
 `CallbackReceiver.handle` takes the body of a POST to the callback path and returns the HTTP
 status and a small JSON answer. It checks the signature as zego-api.md documents it (SHA-1 of
-the sorted callback secret, Timestamp and Nonce, compared in constant time), reads the few
+the sorted callback secret, Timestamp and Nonce, compared in constant time), refuses a
+correctly signed callback for another AppId (403, counted `wrong_app`), reads the few
 fields it needs strictly and ignores every field and EventType it does not know, hands stream
 task status changes (EventType 3) to the tracker at once, and counts each callback by
 EventType and result. It must never do I/O beyond that tracker update (ZEGO waits for the
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from zego_exporter.responses import TaskStatus
+from zego_exporter.responses import TaskStatus, json_integer, optional_text
 from zego_exporter.signing import Secret, callback_signature, signature_matches
 from zego_exporter.tracker import Tracker
 
@@ -32,6 +33,7 @@ DOCUMENTED_EVENT_TYPES: Final = frozenset({3, 4})
 """The EventTypes an unverified body may name in a label; any other is counted "unknown"."""
 
 ACCEPTED, BAD_SIGNATURE, INVALID, IGNORED = "accepted", "bad_signature", "invalid", "ignored"
+WRONG_APP: Final = "wrong_app"
 UNKNOWN_EVENT: Final = "unknown"
 
 # Repeat the warning about rejected signatures at most this often (a misconfigured secret,
@@ -56,15 +58,17 @@ class CallbackReceiver:
         tracker: Tracker,
         count: Callable[[str, str], None],
         *,
+        app_id: int,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._secret = secret
         self._tracker = tracker
         self._count = count
+        self._app_id = app_id
         self._mono = monotonic
         self._log_lock = threading.Lock()
-        self._rejected_unlogged = 0
-        self._rejected_logged_at = -math.inf
+        # result -> (refused since the last log line, when that line was written)
+        self._refused: dict[str, tuple[int, float]] = {}
 
     def handle(self, body: bytes | None) -> tuple[int, bytes]:
         """(request body, or None when it was too large to read) -> (HTTP status, JSON body)."""
@@ -85,13 +89,28 @@ class CallbackReceiver:
         except _Invalid as exc:
             return self._answer(label, INVALID, 400, str(exc))
         if not signed:
-            self._log_rejected()
+            self._log_refused(BAD_SIGNATURE, (
+                "callback rejected: signature missing or wrong; check that the callback "
+                "secret (--zego.callback-secret-file) is the one in the ZEGO console"), {})
             return self._answer(label, BAD_SIGNATURE, 401, "signature missing or wrong")
 
+        label = UNKNOWN_EVENT if event_type is None else str(event_type)
+        app_id = doc.get("AppId")
+        if app_id is not None and json_integer(app_id) is None:
+            return self._answer(label, INVALID, 400, "AppId must be a number")
+        if app_id is not None and json_integer(app_id) != self._app_id:
+            # Signed with our callback secret, but about another project: applying it would
+            # mix two AppIds' tasks. ZEGO retries a refusal a few times, then drops it.
+            shown = json_integer(app_id)
+            self._log_refused(WRONG_APP, (
+                f"callback for AppId {shown} refused: this exporter serves AppId "
+                f"{self._app_id}; ask ZEGO technical support to send AppId {shown}'s "
+                "callbacks to its own exporter"), {"callback_app_id": shown})
+            return self._answer(label, WRONG_APP, 403, f"AppId {shown} is not this "
+                                                       "exporter's AppId")
         if event_type is None:
             return self._answer(UNKNOWN_EVENT, INVALID, 400, "EventType missing or not an "
                                                              "integer")
-        label = str(event_type)
         if event_type != EVENT_TASK_STATUS:
             return self._answer(label, IGNORED, 200, "EventType not used by this exporter")
         try:
@@ -124,19 +143,16 @@ class CallbackReceiver:
         answer = {"result": result} if reason is None else {"result": result, "reason": reason}
         return status, json.dumps(answer, separators=(",", ":")).encode()
 
-    def _log_rejected(self) -> None:
+    def _log_refused(self, result: str, message: str, fields: dict[str, object]) -> None:
+        """Warn about refused callbacks of one kind at most every REJECTED_LOG_EVERY."""
         with self._log_lock:
-            self._rejected_unlogged += 1
+            unlogged, logged_at = self._refused.get(result, (0, -math.inf))
             now = self._mono()
-            if now - self._rejected_logged_at < REJECTED_LOG_EVERY:
+            if now - logged_at < REJECTED_LOG_EVERY:
+                self._refused[result] = (unlogged + 1, logged_at)
                 return
-            rejected, self._rejected_unlogged = self._rejected_unlogged, 0
-            self._rejected_logged_at = now
-        log.warning(
-            "callback rejected: signature missing or wrong; check that the callback secret "
-            "(--zego.callback-secret-file) is the one in the ZEGO console",
-            extra={"rejected": rejected},
-        )
+            self._refused[result] = (0, now)
+        log.warning(message, extra={"rejected": unlogged + 1, **fields})
 
 
 def _integer(value: object) -> int | None:
@@ -152,12 +168,10 @@ def _text(value: object, name: str) -> str | None:
 
 
 def _optional_str(obj: dict[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
+    text = optional_text(obj, key)
+    if text is None:
         raise _Invalid(f"{where}{key} must be a string")
-    return value
+    return text
 
 
 def _task_status(doc: dict[str, Any]) -> tuple[TaskStatus, float | None]:

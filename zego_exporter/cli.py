@@ -246,8 +246,11 @@ def cli() -> None:
               default=True, show_default=True,
               help="Find running tasks with QueryDigitalHumanStreamTasks.")
 @click.option("--discovery.interval", "discovery_interval", envvar="ZEGO_DISCOVERY_INTERVAL",
-              show_envvar=True, default="15s", show_default=True, callback=_duration,
-              help="How often to list the running tasks (one API call each time).")
+              show_envvar=True, default="3s", show_default=True, callback=_duration,
+              help="How often to list the running tasks (one API call each time). The list "
+                   "shows initializing and streaming tasks only: a task that fails sooner "
+                   "after its creation may never be seen. Lists so large that reading them "
+                   "would take more than 5% of a CPU core are read less often.")
 @click.option("--refresh.interval", "refresh_interval", envvar="ZEGO_REFRESH_INTERVAL",
               show_envvar=True, default="30s", show_default=True, callback=_duration,
               help="Refresh target for streaming tasks not covered by discovery.")
@@ -382,8 +385,11 @@ def _run_until_signalled(start: Callable[[], None], stop: Callable[[], None],
 def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
     """Verify credentials and connectivity, and print the tasks.
 
-    With TASK_IDs, looks each one up; without, lists the running tasks. Exit code 0 when the
-    API answered, 1 on an API or credential failure, 2 on a usage error.
+    With TASK_IDs, looks each one up; without, lists the running tasks. A task ZEGO answers
+    "task not found" for shows as not_found: it has ended (ZEGO describes task status for
+    running tasks only) or the TaskId is wrong. When none of the TASK_IDs is found and no task
+    is running, it warns that the setup looks wrong (AppId, or the region's API host). Exit
+    code 0 when the API answered, 1 on an API or credential failure, 2 on a usage error.
     """
     app_id, secret = _connection(options["app_id"], options["server_secret"],
                                  options["server_secret_file"], options["api_url"])
@@ -393,6 +399,7 @@ def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
     limiter = SlidingWindowLimiter(options["qps"])
     now = time.time()
     rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
     try:
         if task_ids:
             for task_id in task_ids:
@@ -406,20 +413,52 @@ def check(task_ids: tuple[str, ...], output: str, **options: Any) -> None:
                                  "age_seconds": None, "fail_reason": ""})
                 finally:
                     permit.release()
+            if all(row["state"] == NOT_FOUND for row in rows):
+                warnings += _setup_warnings(client, app_id, options["api_url"], len(rows))
         else:
-            rows = [_row(task, now) for task in client.query_running_tasks()]
+            listed = client.query_running_tasks()
+            rows = [_row(task, now) for task in listed.tasks]
+            if listed.skipped:
+                warnings.append(f"{listed.skipped} entries of the running-task list could not "
+                                f"be read and were left out ({listed.problem}; RequestId "
+                                f"{listed.request_id or 'none'})")
     except ZegoError as exc:
-        _fail_runtime(f"ZEGO API check failed: {exc.message}")
+        fix = ""
+        if exc.denied and not task_ids:
+            fix = ("; or name the TaskIds to look up (check TASK_ID ...) and run serve with "
+                   "--no-discovery")
+        request = f" (RequestId {exc.request_id})" if exc.request_id else ""
+        _fail_runtime(f"ZEGO API check failed: {exc.message}{fix}{request}")
     finally:
         client.close()
     if output == "json":
         click.echo(json.dumps({"api_url": options["api_url"], "app_id": app_id, "ok": True,
-                               "tasks": rows}, indent=2))
-        return
-    what = "task(s) looked up" if task_ids else "running task(s)"
-    click.echo(f"ZEGO API OK: AppId {app_id} at {options['api_url']}, {len(rows)} {what}")
-    if rows:
-        click.echo(_table(rows))
+                               "tasks": rows, "warnings": warnings}, indent=2))
+    else:
+        what = "task(s) looked up" if task_ids else "running task(s)"
+        click.echo(f"ZEGO API OK: AppId {app_id} at {options['api_url']}, {len(rows)} {what}")
+        if rows:
+            click.echo(_table(rows))
+        if any(row["state"] == NOT_FOUND for row in rows):
+            click.echo("not_found: ZEGO does not know the task now: it has ended, or the "
+                       "TaskId is wrong")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _setup_warnings(client: ZegoClient, app_id: int, api_url: str, named: int) -> list[str]:
+    """When no named TaskId is found: is anything running at all for this AppId and host?"""
+    try:
+        running = client.query_running_tasks()
+    except ZegoError:
+        return []  # cannot tell (e.g. the Action is not enabled): say nothing rather than guess
+    if running.tasks:
+        return []
+    return [f"none of the {named} TaskId(s) is known to ZEGO and no task is running for "
+            f"AppId {app_id} at {api_url}: the setup looks wrong. Check that the TaskIds "
+            "belong to this AppId (ZEGO_APP_ID), and that --zego.api-url is the host of the "
+            "region your tasks run in: the default serves mainland China, and ZEGO gives "
+            "overseas hosts on request (aigc@zego.im)"]
 
 
 def _row(task: TaskStatus, now: float) -> dict[str, Any]:
@@ -479,7 +518,19 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @click.option("--faults", "faults_json", envvar="ZEGO_SIMULATOR_FAULTS", show_envvar=True,
               metavar="JSON",
               help='Faults to inject from the start, as the admin API takes them, e.g. '
-                   '\'{"latency": {"seconds": 0.2}, "error": {"rate": 0.1, "code": 400010002}}\'.')
+                   '\'{"latency": {"seconds": 0.2}, "error": {"rate": 0.1, "code": '
+                   '400010002}}\'. Readings the docs leave open: \'{"error_status": {}}\' '
+                   '(errors inside 4xx/5xx), \'{"empty_list": {"form": "null_data"}}\', '
+                   '\'{"error": {"code": 400010001, "action": '
+                   '"QueryDigitalHumanStreamTasks"}}\' (an Action denied).')
+# The simulator's ENDED_TASKS, written out so that `serve` never loads the simulator (a test
+# holds the two equal).
+@click.option("--ended-tasks", type=click.Choice(["not-found", "status-5"]),
+              default="not-found", show_default=True, envvar="ZEGO_SIMULATOR_ENDED_TASKS",
+              show_envvar=True,
+              help="What GetDigitalHumanStreamTaskStatus answers for a stopped task: "
+                   "not-found (400000005; ZEGO's current docs list Status 1-4 only) or "
+                   "status-5 (Status 5, as the docs said before Nov 2025).")
 @click.option("--static", is_flag=True, help="Tasks stream forever and none arrive (benchmarks).")
 @click.option("--showcase", is_flag=True, help="Add one task pinned in every state.")
 @click.option("--qps", default=10, show_default=True, type=click.IntRange(0),
@@ -495,8 +546,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 @log_options
 def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
              arrival_rate: float, time_scale: float, lifecycle: str, faults_json: str | None,
-             static: bool, showcase: bool, qps: int, seed: int, callback_url: str | None,
-             callback_secret: str | None, log_level: str, log_format: str) -> None:
+             ended_tasks: str, static: bool, showcase: bool, qps: int, seed: int,
+             callback_url: str | None, callback_secret: str | None, log_level: str,
+             log_format: str) -> None:
     """Run the built-in simulated ZEGO API (for demos and tests).
 
     It listens on loopback by default; its admin API (`/admin/...`: tasks, faults, stats) has
@@ -518,7 +570,7 @@ def simulate(listen_address: str, app_id: int, server_secret: str, tasks: int,
         Simulator.from_options, app_id=app_id, server_secret=Secret(server_secret), host=host,
         port=port, seed=seed, tasks=tasks, arrival_rate=arrival_rate, time_scale=time_scale,
         lifecycle=lifecycle, faults=faults, static=static, showcase=showcase, qps=qps,
-        callback_url=callback_url,
+        ended_tasks=ended_tasks, callback_url=callback_url,
         callback_secret=None if callback_secret is None else Secret(callback_secret))
     click.echo(f"simulated ZEGO API at {simulator.url} (AppId {app_id}); Ctrl-C to stop")
     if callback_url:

@@ -1,14 +1,18 @@
 """Signs and calls the ZEGO Digital Human server API; knows nothing of Prometheus or pacing.
 
 One `requests.Session` (keep-alive, pooled for concurrent workers) sends each Action as a POST
-with the common parameters, freshly signed, in the query string. Every call reports its outcome
-and duration to an optional observer, which is how the exporter counts API calls without this
-module importing prometheus_client. Pacing is the caller's job (see ratelimit.py).
+with the common parameters, freshly signed, in the query string. An answer carrying ZEGO's JSON
+envelope is judged by its `Code` whatever the HTTP status it came with (ZEGO's docs never say
+which status an error comes with); only an answer without the envelope is `http_<status>`.
+Every call reports its outcome and duration to an optional observer, which is how the exporter
+counts API calls without this module importing prometheus_client, and every failed call is
+logged at debug level with ZEGO's RequestId. Pacing is the caller's job (see ratelimit.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Final, TypeVar
@@ -22,17 +26,23 @@ from zego_exporter.errors import InvalidResponse, TransportError, ZegoError
 from zego_exporter.responses import (
     ACTION_GET_STATUS,
     ACTION_QUERY_TASKS,
+    RunningTasks,
     TaskStatus,
     parse_task_list,
     parse_task_status,
 )
 from zego_exporter.signing import Secret, api_signature, new_nonce
 
+log = logging.getLogger(__name__)
+
 DEFAULT_API_URL: Final = "https://aigc-digitalhuman-api.zegotech.cn"
 DEFAULT_TIMEOUT: Final = 5.0
 # A running-task list of 100,000 tasks is about 12 MiB of JSON.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 USER_AGENT: Final = f"zego-exporter/{__version__}"
+# An error envelope is a few hundred bytes; a bigger body with a non-200 status is some proxy's
+# page, and is not read further.
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 
 T = TypeVar("T")
 
@@ -97,23 +107,49 @@ class ZegoClient:
         return self._call(ACTION_GET_STATUS, {"TaskId": task_id},
                           lambda body: parse_task_status(body, task_id))
 
-    def query_running_tasks(self) -> list[TaskStatus]:
+    def query_running_tasks(self) -> RunningTasks:
         """Every running (initializing or streaming) task of the AppId, in one call."""
         return self._call(ACTION_QUERY_TASKS, {}, parse_task_list)
 
     def _call(self, action: str, body: dict[str, str], parse: Callable[[bytes], T]) -> T:
         started = self._monotonic()
         outcome = "0"
+        status: int | None = None
         try:
-            return parse(self._post(action, body))
+            status, answer = self._post(action, body)
+            if status == 200:
+                return parse(answer)
+            try:
+                return parse(answer)  # ZEGO's envelope: its Code decides, not the status
+            except InvalidResponse as exc:
+                if exc.in_envelope:
+                    raise
+                raise self._http_error(action, status) from None
         except ZegoError as exc:
             outcome = exc.outcome
+            exc.http_status = status
+            # Every failure, with the RequestId ZEGO support asks for; the refresh engine
+            # reports ongoing problems at warning level, at most every few minutes.
+            log.debug("ZEGO API call failed: %s", exc.message,
+                      extra={"action": action, **exc.log_fields()})
             raise
         finally:
             if self._observer is not None:
                 self._observer(action, outcome, self._monotonic() - started)
 
-    def _post(self, action: str, body: dict[str, str]) -> bytes:
+    def _http_error(self, action: str, status: int) -> TransportError:
+        """A non-200 answer without ZEGO's envelope: a proxy, a load balancer, a wrong host."""
+        return TransportError(
+            f"{action}: HTTP {status} from {self.api_url}"
+            + (": ZEGO is having trouble, retrying with backoff"
+               if status >= 500 else ": check --zego.api-url"),
+            outcome=f"http_{status}",
+            retryable=status >= 500 or status == 429,
+            api_down=status != 429,
+        )
+
+    def _post(self, action: str, body: dict[str, str]) -> tuple[int, bytes]:
+        """(HTTP status, body) of one signed request."""
         try:
             with self._session.post(
                 self.api_url,
@@ -122,17 +158,15 @@ class ZegoClient:
                 timeout=self._timeout,
                 stream=True,
             ) as response:
-                if response.status_code != 200:
-                    status = response.status_code
-                    raise TransportError(
-                        f"{action}: HTTP {status} from {self.api_url}"
-                        + (": ZEGO is having trouble, retrying with backoff"
-                           if status >= 500 else ": check --zego.api-url"),
-                        outcome=f"http_{status}",
-                        retryable=status >= 500 or status == 429,
-                        api_down=status != 429,
-                    )
-                return self._read_capped(response, action)
+                status = response.status_code
+                if status == 200:
+                    return status, self._read_capped(response, action, self._max_bytes)
+                try:
+                    return status, self._read_capped(response, action, MAX_ERROR_BODY_BYTES)
+                except (ZegoError, requests.RequestException, urllib3.exceptions.HTTPError):
+                    # Too big, too slow or undecodable: not an error envelope. The status
+                    # is all there is to go by.
+                    return status, b""
         # Reading the body through urllib3 raises its own exceptions, not requests' wrappers.
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             if isinstance(exc, (requests.exceptions.ContentDecodingError,
@@ -151,9 +185,9 @@ class ZegoClient:
                 outcome="timeout", retryable=True, api_down=True,
             ) from None
 
-    def _read_capped(self, response: requests.Response, action: str) -> bytes:
+    def _read_capped(self, response: requests.Response, action: str, cap: int) -> bytes:
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
+        if declared.isdigit() and int(declared) > cap:
             raise InvalidResponse(f"{action}: answer of {declared} bytes exceeds the size cap")
         # requests' read timeout applies to each socket read; a slow trickle needs a total cap.
         give_up_at = self._monotonic() + self._timeout[0] + self._timeout[1]
@@ -163,10 +197,8 @@ class ZegoClient:
             if self._monotonic() > give_up_at:
                 raise requests.Timeout("answer body arrived too slowly")
             size += len(chunk)
-            if size > self._max_bytes:
-                raise InvalidResponse(
-                    f"{action}: answer exceeds the size cap of {self._max_bytes} bytes"
-                )
+            if size > cap:
+                raise InvalidResponse(f"{action}: answer exceeds the size cap of {cap} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -1,8 +1,9 @@
 """The client's error hierarchy: one exception type per way a ZEGO call can go wrong.
 
-Every error carries the ZEGO `Code` (when there is one), a message a user can act on, whether
-retrying can help, and the `outcome` label used by `zego_digital_human_api_requests_total`.
-Messages never contain the server secret.
+Every error carries the ZEGO `Code` (when there is one), ZEGO's `RequestId` (which ZEGO support
+asks for), a message a user can act on, whether retrying can help, how far the failure reaches
+(this task, this Action, or every Action of the AppId), and the `outcome` label used by
+`zego_digital_human_api_requests_total`. Messages never contain the server secret.
 """
 
 from __future__ import annotations
@@ -62,11 +63,18 @@ RETRYABLE_CODES = frozenset(
 # Codes that mean ZEGO is overloaded or throttling us: the refresh engine slows down.
 THROTTLE_CODES = frozenset({CODE_RATE_LIMITED, CODE_SYSTEM_BUSY})
 
-# Codes that mean the API as a whole is unusable for this AppId (zego_digital_human_up = 0):
-# gateway, signature and provisioning errors, and ZEGO's own system error.
-_API_DOWN_CODES = frozenset(
-    {*range(100000000, 100000100), 400000002, CODE_SYSTEM_ERROR, CODE_NO_PERMISSION}
-)
+# The gateway's codes (signature, AppId, provisioning): every Action of the AppId fails alike, so
+# a failure pauses both Actions, not just the one that met it.
+GATEWAY_CODES = range(100000000, 100000100)
+
+# This Action is not enabled for the AppId: it alone is paused and probed now and then, while
+# the other Action goes on (zego-api.md section 4; ZEGO may enable one Action and not the other).
+PERMISSION_CODES = frozenset({400000002, CODE_NO_PERMISSION})
+
+# Codes that mean ZEGO could not serve the AppId at all (zego_digital_human_up = 0): gateway,
+# signature and provisioning errors, and ZEGO's own system error. A denied Action, a rate limit
+# or a task that is not found is an answer: the API is up.
+_API_DOWN_CODES = frozenset({*GATEWAY_CODES, CODE_SYSTEM_ERROR})
 
 
 def hint_for_code(code: int) -> str:
@@ -87,6 +95,7 @@ class ZegoError(Exception):
         retryable: bool,
         api_down: bool,
         code: int | None = None,
+        request_id: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -95,6 +104,20 @@ class ZegoError(Exception):
         self.api_down = api_down
         """True when the API as a whole is unreachable or rejects us (not just this task)."""
         self.code = code
+        self.request_id = request_id
+        """ZEGO's RequestId of the answer ("" without one): what ZEGO support asks for."""
+        self.http_status: int | None = None
+        """The HTTP status the answer came with, when one came (set by the client)."""
+
+    @property
+    def pauses_all(self) -> bool:
+        """True for the gateway's codes (1000000xx): every Action of the AppId fails alike."""
+        return self.code in GATEWAY_CODES
+
+    @property
+    def denied(self) -> bool:
+        """True when this Action is not enabled for the AppId (400010001, 400000002)."""
+        return self.code in PERMISSION_CODES
 
     @property
     def throttled(self) -> bool:
@@ -106,11 +129,20 @@ class ZegoError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(outcome={self.outcome!r}, message={self.message!r})"
 
+    def log_fields(self) -> dict[str, object]:
+        """What a log line about this failure shows besides its message."""
+        fields: dict[str, object] = {"outcome": self.outcome}
+        if self.request_id:
+            fields["request_id"] = self.request_id
+        if self.http_status is not None:
+            fields["http_status"] = self.http_status
+        return fields
+
 
 class ApiError(ZegoError):
     """ZEGO answered with a non-zero `Code`."""
 
-    def __init__(self, code: int, zego_message: str, action: str) -> None:
+    def __init__(self, code: int, zego_message: str, action: str, request_id: str = "") -> None:
         detail = f": {zego_message}" if zego_message and code == 400000001 else ""
         super().__init__(
             f"{action}: {hint_for_code(code)} (code {code}){detail}",
@@ -118,6 +150,7 @@ class ApiError(ZegoError):
             retryable=code in RETRYABLE_CODES,
             api_down=code in _API_DOWN_CODES,
             code=code,
+            request_id=request_id,
         )
         self.zego_message = zego_message
 
@@ -127,18 +160,24 @@ class TaskNotFound(ApiError):
 
 
 class TransportError(ZegoError):
-    """No ZEGO answer at all: timeout, connection failure, or a non-200 HTTP status."""
+    """No ZEGO answer at all: timeout, connection failure, or a non-200 HTTP status whose body
+    is not ZEGO's envelope (with the envelope, ZEGO's Code decides: see the client)."""
 
 
 class InvalidResponse(ZegoError):
-    """An answer that is not the documented JSON envelope (HTML, bad JSON, wrong types, too big)."""
+    """An answer that is not the documented JSON envelope (HTML, bad JSON, wrong types, too big),
+    or an envelope saying success around `Data` that cannot be read."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, outcome="invalid_response", retryable=True, api_down=True)
+    def __init__(self, message: str, *, in_envelope: bool = False,
+                 request_id: str = "") -> None:
+        super().__init__(message, outcome="invalid_response", retryable=True, api_down=True,
+                         request_id=request_id)
+        self.in_envelope = in_envelope
+        """True when the body was ZEGO's envelope (Code 0) and only its Data was unusable."""
 
 
-def api_error(code: int, zego_message: str, action: str) -> ApiError:
+def api_error(code: int, zego_message: str, action: str, request_id: str = "") -> ApiError:
     """The ApiError subclass for a ZEGO `Code`."""
     if code == CODE_TASK_NOT_FOUND:
-        return TaskNotFound(code, zego_message, action)
-    return ApiError(code, zego_message, action)
+        return TaskNotFound(code, zego_message, action, request_id)
+    return ApiError(code, zego_message, action, request_id)

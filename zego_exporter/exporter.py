@@ -96,6 +96,7 @@ class Exporter:
             self.client, self.tracker, self.limiters,
             workers=config.workers, discovery=config.discovery, idle_after=config.idle_after,
             rejected_retry=config.rejected_retry,
+            count_skipped=self.instruments.count_skipped_entries,
         )
         self.collector = ZegoCollector(
             self.tracker.snapshot, dict.fromkeys(ACTIONS, config.qps), config.policy
@@ -114,7 +115,8 @@ class Exporter:
         handle_callback = None
         if config.callback_secret is not None:
             self.callbacks = CallbackReceiver(
-                config.callback_secret, self.tracker, self.instruments.count_callback)
+                config.callback_secret, self.tracker, self.instruments.count_callback,
+                app_id=config.app_id)
             handle_callback = self.callbacks.handle
             self.instruments.enable_callbacks()
         self.web = WebServer(

@@ -93,14 +93,20 @@ _CACHED = (
 FAMILIES: tuple[Family[Any], ...] = (
     Family[TaskView](
         "task_status", "gauge",
-        "Raw Status code from ZEGO (1 initializing, 2 init_failed, 3 streaming, 4 stopping, "
-        "5 stopped); absent while not_found. {cached}",
+        "Status code from ZEGO (1 initializing, 2 init_failed, 3 streaming, 4 stopping, "
+        "5 stopped; 5 also when the exporter concluded the task stopped, see task_state); absent "
+        "while not_found. {cached}",
         _tasks, TASK_LABELS, _task_labels, value=lambda task, now: task.status,
     ),
     Family[TaskView](
         "task_state", "gauge",
-        "Current state of the task: 1 for the current state, 0 for each other (unknown until "
-        "the first answer). {cached}",
+        "Current state of the task: 1 for the current state, 0 for each other. initializing, "
+        "init_failed, streaming, stopping: ZEGO's Status 1-4. stopped: Status 5 (from a "
+        "callback), or a task seen running that ZEGO no longer knows (ZEGO describes task status "
+        "for running tasks only, so an ended task answers 'task not found'). A known init_failed "
+        "or stopped stays so, fail_reason and all. not_found: ZEGO answers 'task not found' and "
+        "the exporter never saw the task (a wrong TaskId, another AppId or region). unknown: any "
+        "other Status, or no answer yet. {cached}",
         _tasks, TASK_LABELS, _task_labels, one_hot=OneHot("state", STATES, attrgetter("state")),
     ),
     Family[TaskView](
@@ -136,16 +142,21 @@ FAMILIES: tuple[Family[Any], ...] = (
     ),
     Family[tuple[tuple[str, str], int]](
         "task_failures", "counter",
-        "Tasks seen entering init_failed, each task counted once (also when first seen already "
-        "failed); 0 for every known room and stream without failures. Series are kept while a "
-        "tracked task has the pair (retention {retention} after it ended).",
+        "Tasks seen entering init_failed, each task counted once whether a callback, a lookup or "
+        "the running list told first (also when first seen already failed); 0 for every known "
+        "room and stream without failures. Series are kept while a tracked task has the pair "
+        "(retention {retention} after it ended).",
         lambda scrape: scrape.snapshot.failures.items(), ("room_id", "stream_id"), itemgetter(0),
         value=lambda pair_count, now: pair_count[1],
     ),
     Family[bool | None](
         "up", "gauge",
-        "1 if the latest ZEGO API call got a usable answer (reachable, signature accepted), 0 "
-        "otherwise. Updated with every API call.",
+        "1 if the exporter's latest ZEGO API call (of either Action) got an answer in ZEGO's "
+        "envelope that was not a gateway, credential or system failure: Code 0, or a task's or "
+        "Action's own code such as 400000005 (task not found), 400010001 (Action not enabled for "
+        "the AppId) or 400010009 (rate limited). 0 if it got no usable answer (connection error, "
+        "timeout, HTTP error or body without ZEGO's envelope) or ZEGO refused the AppId or "
+        "signature (1000000xx) or failed (400010000). Updated with every API call.",
         lambda scrape: (scrape.snapshot.api_up,), value=lambda up, now: 1 if up else 0,
     ),
     Family[tuple[str, float]](

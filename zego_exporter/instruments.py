@@ -1,4 +1,5 @@
-"""Direct instrumentation of the exporter's own activity: API calls, callbacks, web config reads.
+"""Direct instrumentation of the exporter's own activity: API calls, unreadable entries of the
+running-task list, callbacks received, web config reads.
 
 These are live counters and a histogram (prometheus_client's own types), updated as calls
 happen; per-task values never live here (they come from the tracker via the collector).
@@ -15,7 +16,7 @@ from zego_exporter.responses import ACTIONS
 # occurrence shows up in increase() (a series born at 1 shows no increase).
 ALERTED_OUTCOMES = ("0", "400010009", "100000004", "100000005")
 CALLBACK_EVENT_TYPES = ("3", "4")
-CALLBACK_RESULTS = ("accepted", "bad_signature", "invalid", "ignored")
+CALLBACK_RESULTS = ("accepted", "bad_signature", "wrong_app", "invalid", "ignored")
 
 
 class Instruments:
@@ -28,8 +29,19 @@ class Instruments:
             "zego_digital_human_api_requests",
             "ZEGO API calls made by the exporter, by Action and outcome: code is \"0\" on "
             "success, else ZEGO's Code, http_<status>, timeout, connection_error or "
-            "invalid_response. Counted live.",
+            "invalid_response. An answer in ZEGO's JSON envelope is counted by its Code "
+            "whatever the HTTP status it came with. Counted live.",
             ("action", "code"),
+            registry=None,
+        )
+        # Not in the contract's table: a list that is used although some of its entries are
+        # not is neither a failed call nor a clean one, and must not pass unnoticed.
+        self.skipped_entries = Counter(
+            "zego_digital_human_skipped_task_entries",
+            "Entries of QueryDigitalHumanStreamTasks' running-task list that could not be read "
+            "(no TaskId, a Status or CreateTime that is not a number...) and were left out; "
+            "the rest of the list was used. The exporter logs each new count with ZEGO's "
+            "RequestId. Counted live.",
             registry=None,
         )
         self.api_duration = Histogram(
@@ -42,7 +54,8 @@ class Instruments:
         self.callbacks = Counter(
             "zego_digital_human_callbacks",
             "ZEGO callbacks received, by EventType and result (accepted, bad_signature, "
-            "invalid, ignored). Counted live.",
+            "wrong_app: correctly signed but for another AppId, invalid, ignored). Counted "
+            "live.",
             ("event_type", "result"),
             registry=None,
         )
@@ -70,7 +83,7 @@ class Instruments:
         self._web_config = True
 
     def register(self, registry: CollectorRegistry) -> None:
-        metrics = [self.api_requests, self.api_duration, self.callbacks]
+        metrics = [self.api_requests, self.api_duration, self.skipped_entries, self.callbacks]
         if self._web_config:
             metrics.append(self.web_config_valid)
         for metric in metrics:
@@ -80,6 +93,10 @@ class Instruments:
         """The client's observer: one call of `action` ended with `outcome` after `seconds`."""
         self.api_requests.labels(action, outcome).inc()
         self.api_duration.labels(action).observe(seconds)
+
+    def count_skipped_entries(self, entries: int) -> None:
+        """The refresh engine's count_skipped: `entries` list entries were left out."""
+        self.skipped_entries.inc(entries)
 
     def count_callback(self, event_type: str, result: str) -> None:
         self.callbacks.labels(event_type, result).inc()

@@ -2,11 +2,15 @@
 
 A few worker threads take the most urgent, stalest due task from the tracker and look it up
 (GetDigitalHumanStreamTaskStatus), each start paced by that Action's limiter; one discovery
-thread lists the running tasks (QueryDigitalHumanStreamTasks) once per interval, which
-refreshes all of them in a single call. Refreshing follows demand: it runs while the exporter
-is being scraped and pauses when nobody has scraped for a while. Failures slow it down
-(jittered backoff, fewer usable slots) instead of hammering ZEGO. It never renders metrics and
-never raises into its caller: every failure ends up as data in the tracker.
+thread lists the running tasks (QueryDigitalHumanStreamTasks) every few seconds, which
+refreshes all of them in a single call and catches tasks that fail within seconds of their
+creation (the list shows Status 1 and 3 only: a task that is never listed is never seen).
+Refreshing follows demand: it runs while the exporter is being scraped and pauses when nobody
+has scraped for a while. Failures slow down only the Action that met them (jittered backoff,
+fewer usable slots, or a slow probe when ZEGO has not enabled the Action for the AppId); only
+the gateway's credential and AppId failures (1000000xx) pause both Actions. It never renders
+metrics and never raises into its caller: every failure ends up as data in the tracker, and
+ongoing problems are logged at warning level with ZEGO's RequestId, at most every few minutes.
 """
 
 from __future__ import annotations
@@ -19,20 +23,45 @@ from typing import Protocol
 
 from zego_exporter.errors import (
     CODE_SIGNATURE_EXPIRED,
-    CODE_SIGNATURE_INVALID,
+    RETRYABLE_CODES,
     TaskNotFound,
     ZegoError,
 )
 from zego_exporter.ratelimit import Permit, SlidingWindowLimiter
-from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS, TaskStatus
+from zego_exporter.responses import (
+    ACTION_GET_STATUS,
+    ACTION_QUERY_TASKS,
+    RunningTasks,
+    TaskStatus,
+)
 from zego_exporter.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
-# After ZEGO rejects our signature or AppId, ask again this often (one probe at a time).
+# After ZEGO rejects our signature or AppId, or denies an Action, ask again this often (one
+# probe at a time).
 REJECTED_RETRY_SECONDS = 30.0
 # Repeat a log line about an ongoing API problem at most this often.
 PROBLEM_LOG_EVERY = 300.0
+# Listing stays at most this share of one CPU core: a list of 10,000 running tasks costs about
+# 0.1 s to read and record (bench/listing.py), so discovery lists every 3 s up to roughly
+# 15,000 running tasks and proportionally less often beyond.
+LISTING_CPU_SHARE = 0.05
+
+_ALL = "all"
+"""The problem key of failures that concern every Action (the gateway's codes)."""
+
+_DENIED_FIX = {
+    ACTION_QUERY_TASKS: (
+        "discovery cannot list the running tasks (configured tasks are still looked up): ask "
+        "ZEGO support to enable QueryDigitalHumanStreamTasks for the AppId, or run with "
+        "--no-discovery"
+    ),
+    ACTION_GET_STATUS: (
+        "tasks cannot be looked up one by one (discovery still lists the running ones): ask "
+        "ZEGO support to enable GetDigitalHumanStreamTaskStatus for the AppId"
+    ),
+}
 
 
 class TaskApi(Protocol):
@@ -40,11 +69,16 @@ class TaskApi(Protocol):
 
     def get_task_status(self, task_id: str) -> TaskStatus: ...
 
-    def query_running_tasks(self) -> list[TaskStatus]: ...
+    def query_running_tasks(self) -> RunningTasks: ...
 
 
 class Refresher:
-    """Background refreshing of the tracker's tasks within per-Action rate limits."""
+    """Background refreshing of the tracker's tasks within per-Action rate limits.
+
+    `count_skipped(n)` is told about list entries that could not be read (the exporter counts
+    them); `cpu_clock` measures what a discovery round costs this thread (for the listing
+    interval). Clocks are parameters so tests can drive `discover` and `look_up` by hand.
+    """
 
     def __init__(
         self,
@@ -57,6 +91,8 @@ class Refresher:
         idle_after: float | None = 600.0,
         rejected_retry: float = REJECTED_RETRY_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
+        count_skipped: Callable[[int], None] | None = None,
     ) -> None:
         self._api = api
         self._tracker = tracker
@@ -66,16 +102,20 @@ class Refresher:
         self._idle_after = idle_after
         self._rejected_retry = rejected_retry
         self._mono = monotonic
+        self._cpu_clock = cpu_clock
+        self._count_skipped = count_skipped
         self._stop = threading.Event()
         self._demand = threading.Event()
         self._last_demand = monotonic()  # starting counts as demand: get ready before scrapes
         self._threads: list[threading.Thread] = []
         self._discovery_attempted = False
+        self.listing_interval = tracker.policy.discovery_interval
+        """Seconds between discovery rounds now: the policy's, longer for very large lists."""
         self._ready = False
         self._idle = False
-        self._problem: str | None = None
-        self._problem_logged_at = -PROBLEM_LOG_EVERY
         self._log_lock = threading.Lock()
+        self._problems: dict[str, tuple[str, float]] = {}  # action -> (outcome, logged at)
+        self._skipped_logged: tuple[int, float] | None = None  # (skipped, logged at)
         self._looking_up: set[str] = set()  # TaskIds whose lookup is in flight right now
         self._looking_up_lock = threading.Lock()
 
@@ -142,6 +182,77 @@ class Refresher:
             time.sleep(0.01)
         return True
 
+    # -- one call each: what the loops do, and what tests drive by hand --
+
+    def look_up(self, task_id: str, permit: Permit) -> None:
+        """One lookup of a claimed task, started under `permit`; records exactly one result
+        for the task, whatever happens."""
+        limiter = self._limiters[ACTION_GET_STATUS]
+        outcome = "internal_error"
+        try:
+            for attempt in (1, 2):
+                try:
+                    result = self._api.get_task_status(task_id)
+                except TaskNotFound:
+                    permit.release()
+                    self._tracker.record_not_found(task_id)
+                    outcome = "400000005"
+                    self._answered(ACTION_GET_STATUS)
+                    return
+                except ZegoError as exc:
+                    permit.release()
+                    outcome = exc.outcome
+                    if exc.code == CODE_SIGNATURE_EXPIRED and attempt == 1:
+                        # A fresh timestamp and nonce may be all it takes; a second expiry means
+                        # the clock is off, which _failed reports.
+                        retry = limiter.acquire(deadline=limiter.now() + 5.0)
+                        if retry is not None:
+                            permit = retry
+                            continue
+                    self._failed(exc, ACTION_GET_STATUS)
+                    return
+                else:
+                    permit.release()
+                    self._tracker.record_lookup(result)
+                    outcome = "0"
+                    self._answered(ACTION_GET_STATUS)
+                    return
+        except Exception:  # a bug must not kill the worker or leave the task claimed
+            permit.release()
+            log.exception("unexpected error looking up task %s", task_id)
+        finally:
+            if outcome not in ("0", "400000005"):
+                self._tracker.record_lookup_failure(task_id, outcome)
+
+    def discover(self, permit: Permit) -> None:
+        """One discovery round started under `permit`: list the running tasks, record them (or
+        the failure), and set the next listing interval from what this one cost."""
+        cpu_before = self._cpu_clock()
+        asked_at = self._tracker.now()
+        try:
+            running = self._api.query_running_tasks()
+        except ZegoError as exc:
+            permit.release()
+            self._failed(exc, ACTION_QUERY_TASKS)
+        except Exception:
+            permit.release()
+            log.exception("unexpected error in discovery")
+        else:
+            permit.release()
+            policy = self._tracker.policy
+            left = self._tracker.record_discovery(
+                running.tasks, listed_for=2 * self.listing_interval + policy.fast_interval,
+                asked_at=asked_at)
+            self._answered(ACTION_QUERY_TASKS)
+            self._skipped(running)
+            if left:
+                log.debug("tasks left the running list: looking them up", extra={
+                    "tasks": len(left)})
+            cost = self._cpu_clock() - cpu_before
+            self.listing_interval = max(policy.discovery_interval, cost / LISTING_CPU_SHARE)
+        finally:
+            self._discovery_attempted = True
+
     # -- the loops --
 
     def _lookup_loop(self) -> None:
@@ -159,75 +270,20 @@ class Refresher:
             with self._looking_up_lock:
                 self._looking_up.add(task_id)
             try:
-                self._lookup(task_id, permit, limiter)
+                self.look_up(task_id, permit)
             finally:
                 with self._looking_up_lock:
                     self._looking_up.discard(task_id)
 
-    def _lookup(self, task_id: str, permit: Permit, limiter: SlidingWindowLimiter) -> None:
-        """One lookup; records exactly one result for the claimed task, whatever happens."""
-        outcome = "internal_error"
-        try:
-            for attempt in (1, 2):
-                try:
-                    result = self._api.get_task_status(task_id)
-                except TaskNotFound:
-                    permit.release()
-                    self._tracker.record_not_found(task_id)
-                    outcome = "400000005"
-                    self._answered(limiter)
-                    return
-                except ZegoError as exc:
-                    permit.release()
-                    outcome = exc.outcome
-                    if exc.code == CODE_SIGNATURE_EXPIRED and attempt == 1:
-                        # A fresh timestamp and nonce may be all it takes; a second expiry means
-                        # the clock is off, which _failed reports.
-                        retry = limiter.acquire(deadline=limiter.now() + 5.0)
-                        if retry is not None:
-                            permit = retry
-                            continue
-                    self._failed(exc, limiter)
-                    return
-                else:
-                    permit.release()
-                    self._tracker.record_lookup(result)
-                    outcome = "0"
-                    self._answered(limiter)
-                    return
-        except Exception:  # a bug must not kill the worker or leave the task claimed
-            permit.release()
-            log.exception("unexpected error looking up task %s", task_id)
-        finally:
-            if outcome not in ("0", "400000005"):
-                self._tracker.record_lookup_failure(task_id, outcome)
-
     def _discovery_loop(self) -> None:
         limiter = self._limiters[ACTION_QUERY_TASKS]
-        interval = self._tracker.policy.discovery_interval
         while self._wait_for_demand():
             started = self._mono()
-            permit = limiter.acquire(deadline=limiter.now() + interval)
+            permit = limiter.acquire(deadline=limiter.now() + self.listing_interval)
             if permit is None:
                 continue
-            try:
-                running = self._api.query_running_tasks()
-            except ZegoError as exc:
-                permit.release()
-                self._failed(exc, limiter)
-            except Exception:
-                permit.release()
-                log.exception("unexpected error in discovery")
-            else:
-                permit.release()
-                left = self._tracker.record_discovery(running)
-                self._answered(limiter)
-                if left:
-                    log.debug("tasks left the running list: looking them up", extra={
-                        "tasks": len(left)})
-            finally:
-                self._discovery_attempted = True
-            self._stop.wait(max(0.0, started + interval - self._mono()))
+            self.discover(permit)
+            self._stop.wait(max(0.0, started + self.listing_interval - self._mono()))
 
     def _housekeeping_loop(self) -> None:
         while not self._stop.wait(30.0):
@@ -251,39 +307,75 @@ class Refresher:
 
     # -- reacting to answers --
 
-    def _answered(self, limiter: SlidingWindowLimiter) -> None:
+    def _answered(self, action: str) -> None:
         self._tracker.record_api(True)
-        limiter.succeeded()
-        if self._problem is not None:
+        self._limiters[action].succeeded()
+        if self._problems:
             with self._log_lock:
-                if self._problem is not None:
-                    log.info("ZEGO API answering again", extra={"after": self._problem})
-                    self._problem = None
+                problem = self._problems.pop(action, None) or self._problems.pop(_ALL, None)
+            if problem is not None:
+                log.info("ZEGO API answering again", extra={"action": action,
+                                                             "after": problem[0]})
 
-    def _failed(self, exc: ZegoError, limiter: SlidingWindowLimiter) -> None:
-        if exc.api_down:
-            self._tracker.record_api(False)
-        else:
-            # ZEGO answered (e.g. rate limited, busy, invalid parameter): it is reachable.
-            self._tracker.record_api(True)
-        if exc.code == CODE_SIGNATURE_INVALID or (exc.api_down and not exc.retryable):
-            # Nothing will work until the configuration changes: probe slowly, not per task.
+    def _failed(self, exc: ZegoError, action: str) -> None:
+        """Slow down what the failure concerns: every Action for the gateway's credential and
+        AppId codes, else only `action`."""
+        # ZEGO answered a denied Action, a rate limit or a bad parameter: the API is up.
+        self._tracker.record_api(not exc.api_down)
+        limiter = self._limiters[action]
+        if exc.pauses_all and (
+                exc.code not in RETRYABLE_CODES or exc.code == CODE_SIGNATURE_EXPIRED):
+            # Nothing will work until the configuration (or the clock) changes: probe slowly,
+            # not per task. An expiry reaches here only after the retry with a fresh signature.
             for each in self._limiters.values():
                 each.pause(self._rejected_retry)
-            self._report_problem(exc, logging.ERROR)
+            self._report(exc, _ALL, logging.ERROR, retry_in=self._rejected_retry)
+        elif exc.pauses_all:  # the gateway's transient errors
+            pause = max(each.throttled() for each in self._limiters.values())
+            self._report(exc, _ALL, logging.WARNING, backoff=round(pause, 2))
+        elif exc.denied:
+            limiter.pause(self._rejected_retry)
+            self._report(exc, action, logging.WARNING, once=True,
+                         message=f"{exc.message}: {_DENIED_FIX[action]}",
+                         retry_in=self._rejected_retry)
         elif exc.retryable and (exc.throttled or exc.api_down):
             pause = limiter.throttled()
-            self._report_problem(exc, logging.WARNING, backoff=round(pause, 2))
-        elif exc.api_down:
-            self._report_problem(exc, logging.WARNING)
+            self._report(exc, action, logging.WARNING, backoff=round(pause, 2))
+        elif exc.api_down:  # an HTTP 4xx without ZEGO's envelope: a wrong URL, most likely
+            limiter.pause(self._rejected_retry)
+            self._report(exc, action, logging.ERROR, retry_in=self._rejected_retry)
+        else:
+            self._report(exc, action, logging.WARNING)
 
-    def _report_problem(self, exc: ZegoError, level: int, **fields: object) -> None:
-        """Log an API problem when it starts or changes, then at most every PROBLEM_LOG_EVERY."""
+    def _report(self, exc: ZegoError, action: str, level: int, *, once: bool = False,
+                message: str | None = None, **fields: object) -> None:
+        """Log a problem of `action` (or of _ALL Actions) when it starts or changes, then at
+        most every PROBLEM_LOG_EVERY (`once`: not again until the Action has answered)."""
         with self._log_lock:
             now = self._mono()
-            if exc.outcome == self._problem and now - self._problem_logged_at < PROBLEM_LOG_EVERY:
+            last = self._problems.get(action)
+            if last is not None and last[0] == exc.outcome and (
+                    once or now - last[1] < PROBLEM_LOG_EVERY):
                 return
-            self._problem = exc.outcome
-            self._problem_logged_at = now
-        log.log(level, exc.message, extra={"outcome": exc.outcome, **fields})
+            self._problems[action] = (exc.outcome, now)
+        log.log(level, message or exc.message,
+                extra={"action": action, **exc.log_fields(), **fields})
 
+    def _skipped(self, running: RunningTasks) -> None:
+        """Count and log (when the number changes, or every PROBLEM_LOG_EVERY) list entries
+        that could not be read."""
+        if not running.skipped:
+            self._skipped_logged = None
+            return
+        if self._count_skipped is not None:
+            self._count_skipped(running.skipped)
+        now = self._mono()
+        with self._log_lock:
+            last = self._skipped_logged
+            if last is not None and last[0] == running.skipped and (
+                    now - last[1] < PROBLEM_LOG_EVERY):
+                return
+            self._skipped_logged = (running.skipped, now)
+        log.warning("running-task list entries skipped, the rest was used: %s", running.problem,
+                    extra={"action": ACTION_QUERY_TASKS, "skipped": running.skipped,
+                           "listed": len(running.tasks), "request_id": running.request_id})

@@ -3,8 +3,13 @@
 It keeps, per task, the last good data (as an immutable `TaskView`), when it was fetched, the
 last attempt and its outcome, consecutive failures, the sources that named it, and whether its
 init failure has been counted; and it schedules refreshes: the stalest due task first, with
-refresh targets that depend on the task's state. Snapshots for the collector are consistent and
-cost one pass over the tasks. The tracker never calls the API and knows nothing of Prometheus.
+refresh targets that depend on the task's state. It applies the contract's state rules for
+ended tasks: ZEGO's current docs describe GetStatus for running tasks only, so "task not found"
+(400000005) means `not_found` only for a task this exporter has never seen; a task seen in any
+state keeps a known ending (`init_failed` with its FailReason, or `stopped`) and otherwise
+becomes `stopped`. Each task's init failure is counted once, whichever source reported it first.
+Snapshots for the collector are consistent and cost one pass over the tasks. The tracker never
+calls the API and knows nothing of Prometheus.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ STATUS_STATES: Final = {
     4: "stopping",
     5: "stopped",
 }
+STATUS_STOPPED: Final = 5
 NOT_FOUND: Final = "not_found"
 UNKNOWN: Final = "unknown"
 STATES: Final = (*STATUS_STATES.values(), NOT_FOUND, UNKNOWN)
 TERMINAL_STATES: Final = frozenset({"init_failed", "stopped", NOT_FOUND})
+# Endings that a later "task not found" confirms rather than replaces.
+_KNOWN_ENDINGS: Final = frozenset({"init_failed", "stopped"})
 _FAST_STATES: Final = frozenset({"initializing", "stopping"})
 
 STATIC, FILE, DISCOVERED, CALLBACK = "static", "file", "discovered", "callback"
@@ -60,8 +68,11 @@ class RefreshPolicy:
     """Initializing and stopping tasks, and the first retry of a failed lookup."""
     failure_backoff_cap: float = 60.0
     """Failed lookups are retried after fast_interval, doubling up to this."""
-    discovery_interval: float = 15.0
-    """How often discovery lists the running tasks (when it is on)."""
+    discovery_interval: float = 3.0
+    """How often discovery lists the running tasks (when it is on). The list shows Status 1
+    and 3 only, so a task that fails sooner after its creation than this may never be seen;
+    3 s catches every task that initializes for 5 s or more. The engine lists less often only
+    for lists so large that listing would take more than LISTING_CPU_SHARE of a core."""
     callback_reconcile: float = 300.0
     """Tasks fed by callbacks are still polled this often, since delivery is not guaranteed."""
     retention: float = 3600.0
@@ -110,7 +121,9 @@ class _Entry:
     """The tracker's mutable bookkeeping for one task."""
 
     __slots__ = (
+        "asked_at",
         "attempts",
+        "callback_applied_at",
         "callback_time",
         "due",
         "failure_counted",
@@ -143,6 +156,8 @@ class _Entry:
         self.terminal_since: float | None = None
         self.listed = False  # in the latest running-task list from discovery
         self.callback_time: float | None = None  # EventTime of the newest callback applied
+        self.callback_applied_at: float | None = None  # when (tracker clock) it was applied
+        self.asked_at: float | None = None  # when the lookup in flight was claimed
 
 
 class Tracker:
@@ -195,22 +210,41 @@ class Tracker:
             if entry is None:  # dropped while the request was in flight
                 return
             now = self._clock()
+            asked_at = entry.asked_at
             self._attempted_locked(entry, now, "0")
+            if _predates_callback(entry, asked_at):
+                return
             self._store_locked(entry, result, now, source=None)
 
     def record_not_found(self, task_id: str) -> None:
-        """ZEGO answered 400000005 for this task: it has ended or never existed."""
+        """ZEGO answered 400000005 for this task: it has ended, or it never existed.
+
+        Which one, only what this exporter has seen of the task can tell (the contract's state
+        rules): never seen in any state, it is `not_found`; known as `init_failed` or
+        `stopped`, it stays so, FailReason and all; otherwise (last seen initializing,
+        streaming, stopping, or in a state this version does not know) it has ended:
+        `stopped`, with Status 5.
+        """
         with self._lock:
             entry = self._entries.get(task_id)
             if entry is None:
                 return
             now = self._clock()
+            asked_at = entry.asked_at
             self._attempted_locked(entry, now, "400000005")
+            if _predates_callback(entry, asked_at):
+                return
             old = entry.view
-            self._replace_locked(entry, TaskView(
-                task_id, old.room_id, old.stream_id, None, NOT_FOUND, old.create_time,
-                "", now, True,
-            ))
+            if old.status is None:  # no source ever gave it a Status
+                view = TaskView(task_id, old.room_id, old.stream_id, None, NOT_FOUND,
+                                old.create_time, "", now, True)
+            elif old.state in _KNOWN_ENDINGS:
+                view = TaskView(task_id, old.room_id, old.stream_id, old.status, old.state,
+                                old.create_time, old.fail_reason, now, True)
+            else:
+                view = TaskView(task_id, old.room_id, old.stream_id, STATUS_STOPPED,
+                                STATUS_STATES[STATUS_STOPPED], old.create_time, "", now, True)
+            self._replace_locked(entry, view)
             entry.listed = False
             self._settle_terminal_locked(entry, now)
 
@@ -230,17 +264,28 @@ class Tracker:
                           self.policy.fast_interval * 2 ** min(entry.failures - 1, 16))
             self._reschedule_locked(entry, now + backoff, entry.priority)
 
-    def record_discovery(self, running: list[TaskStatus]) -> list[str]:
-        """The full running-task list. Returns the TaskIds that just left it (looked up next)."""
+    def record_discovery(self, running: list[TaskStatus], *, listed_for: float | None = None,
+                         asked_at: float | None = None) -> list[str]:
+        """The full running-task list. Returns the TaskIds that just left it (looked up next).
+
+        A listed task needs no lookup for `listed_for` seconds (default: the policy's
+        listed_grace); the engine passes what its actual listing interval implies.
+        `asked_at` (this tracker's clock) is when the list was requested: a task a callback
+        changed since then keeps what the callback said.
+        """
+        grace = self.policy.listed_grace if listed_for is None else listed_for
         with self._lock:
             now = self._clock()
             listed_now = set()
             for result in running:
                 listed_now.add(result.task_id)
+                entry = self._entries.get(result.task_id)
+                if entry is not None and _predates_callback(entry, asked_at):
+                    continue
                 entry = self._ensure_locked(result.task_id)
                 entry.sources |= _SOURCE_BIT[DISCOVERED]
                 entry.listed = True
-                self._store_locked(entry, result, now, source=DISCOVERED)
+                self._store_locked(entry, result, now, source=DISCOVERED, listed_for=grace)
             left = []
             for task_id, entry in self._entries.items():
                 if entry.listed and task_id not in listed_now:
@@ -261,7 +306,8 @@ class Tracker:
         with self._lock:
             entry = self._entries.get(result.task_id)
             if entry is not None and entry.terminal_since is not None and (
-                    state_of(result.status) not in TERMINAL_STATES):
+                    entry.view.state in _KNOWN_ENDINGS
+                    and state_of(result.status) not in TERMINAL_STATES):
                 return False  # a lookup confirmed the ending; tasks never come back
             if (event_time is not None and entry is not None
                     and entry.callback_time is not None and event_time < entry.callback_time):
@@ -270,10 +316,15 @@ class Tracker:
             entry = self._ensure_locked(result.task_id)
             if event_time is not None:
                 entry.callback_time = event_time
+            entry.callback_applied_at = now
             entry.sources |= _SOURCE_BIT[CALLBACK]
             self._store_locked(entry, result, now, source=CALLBACK)
             self._due_changed.notify_all()
             return True
+
+    def now(self) -> float:
+        """This tracker's clock (for `record_discovery`'s asked_at)."""
+        return self._clock()
 
     def record_api(self, up: bool) -> None:
         """Whether the latest API call got a usable answer (reachable, signature accepted)."""
@@ -314,6 +365,7 @@ class Tracker:
                 entry = self._entries.get(task_id)
                 if entry is not None and entry.seq == seq and not entry.in_flight:
                     entry.in_flight = True
+                    entry.asked_at = now
                     entry.seq = next(self._seq)  # any heap item left for it is now stale
                     return task_id
             return None
@@ -423,12 +475,14 @@ class Tracker:
 
     def _attempted_locked(self, entry: _Entry, now: float, outcome: str) -> None:
         entry.in_flight = False
+        entry.asked_at = None
         entry.attempts += 1
         entry.last_attempt = now
         entry.last_outcome = outcome
 
     def _store_locked(
-        self, entry: _Entry, result: TaskStatus, now: float, source: str | None
+        self, entry: _Entry, result: TaskStatus, now: float, source: str | None,
+        listed_for: float = 0.0,
     ) -> None:
         """Good data arrived (lookup, running list or callback): keep it and plan the next."""
         old = entry.view
@@ -462,7 +516,7 @@ class Tracker:
             return
         entry.terminal_since = None
         if source == DISCOVERED:
-            target = self.policy.listed_grace
+            target = listed_for
         elif source == CALLBACK:
             target = self.policy.callback_reconcile
         elif state in _FAST_STATES:
@@ -529,6 +583,13 @@ def _kept(value: _T, old: _T) -> _T:
     object per task, not one per answer, also keeps the renderer's label cache (which holds
     room and stream to notice changes) from pinning a second copy."""
     return old if value == old else value
+
+
+def _predates_callback(entry: _Entry, asked_at: float | None) -> bool:
+    """Whether an answer to a request sent at `asked_at` may be older than the latest callback
+    applied to the task: then the callback's word stands (a lookup sent after it confirms)."""
+    applied = entry.callback_applied_at
+    return asked_at is not None and applied is not None and applied >= asked_at
 
 
 def _with(view: TaskView, *, lookup_ok: bool) -> TaskView:

@@ -3,7 +3,13 @@
 `Simulator` serves the real wire protocol on loopback (signed `POST /?Action=...`, the
 documented gateway codes, a strict 10-per-second sliding window per Action) over a seeded
 `World` of tasks whose lifecycles are computed from an injectable clock, with `Faults`
-switchable at run time and every request counted in `Simulator.stats`. The package imports
+switchable at run time and every request counted in `Simulator.stats`. It follows ZEGO's
+current docs by default: GetStatus never answers Status 5, a stopped task answers "task not
+found" (`ended_tasks="status-5"` keeps the older reading). Where the docs are silent, faults
+play the other readings: errors inside non-200 HTTP statuses (`ErrorStatus`), an empty list
+as `Data: null` (`EmptyList`), unreadable list entries (`BadEntries`), and an Action denied
+to the AppId (`ErrorCode(code=400010001, action=...)`). It is our own model of ZEGO, so the
+tests also run against an independent stand-in (tests/standin.py). The package imports
 nothing from the exporter beyond the client's own signing, error codes and Action names, and
 must never be used to reach the real API.
 
@@ -43,6 +49,7 @@ Admin API (JSON, no signature, never counted in the stats), under `<url>/admin/`
 
 from __future__ import annotations
 
+from zego_exporter.simulator.actions import ENDED_NOT_FOUND, ENDED_STATUS_5, ENDED_TASKS
 from zego_exporter.simulator.callbacks import (
     RETRY_GAPS,
     Attempt,
@@ -51,9 +58,12 @@ from zego_exporter.simulator.callbacks import (
     DeliveryStats,
 )
 from zego_exporter.simulator.faults import (
+    BadEntries,
     ClockSkew,
     Drop,
+    EmptyList,
     ErrorCode,
+    ErrorStatus,
     Fault,
     FaultInjector,
     Faults,
@@ -83,6 +93,9 @@ from zego_exporter.simulator.world import (
 )
 
 __all__ = [
+    "ENDED_NOT_FOUND",
+    "ENDED_STATUS_5",
+    "ENDED_TASKS",
     "FAIL_REASONS",
     "INITIALIZING",
     "INIT_FAILED",
@@ -94,12 +107,15 @@ __all__ = [
     "UNEXPECTED_STATUS",
     "ActionStats",
     "Attempt",
+    "BadEntries",
     "CallbackFaults",
     "CallbackSender",
     "ClockSkew",
     "DeliveryStats",
     "Drop",
+    "EmptyList",
     "ErrorCode",
+    "ErrorStatus",
     "Fault",
     "FaultInjector",
     "Faults",

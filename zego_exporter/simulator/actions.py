@@ -2,8 +2,12 @@
 
 Only the two Actions the exporter calls are implemented; the gateway answers every other
 Action with 100000007. The functions here read the task table and shape `Data` exactly as
-the real service documents it (zego-api.md sections 1 and 3). They never check signatures,
-apply faults or do HTTP, and they never change the task table.
+the real service documents it (zego-api.md sections 1 and 3). ZEGO's docs have changed on what
+GetStatus answers for a stopped task, so that is a choice (`ENDED_TASKS`): by default it follows
+the current docs, which describe GetStatus for running tasks and list Status 1-4 only (a stopped
+task answers "task not found", 400000005); "status-5" answers Status 5 as the docs did before
+Nov 2025. They never check signatures, apply faults or do HTTP, and they never change the task
+table.
 """
 
 from __future__ import annotations
@@ -16,9 +20,15 @@ from typing import Any
 from zego_exporter.errors import CODE_OK, CODE_TASK_NOT_FOUND
 from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS
 from zego_exporter.simulator.gateway import message_for
-from zego_exporter.simulator.world import INIT_FAILED, World
+from zego_exporter.simulator.world import INIT_FAILED, STOPPED, World
 
 CODE_INVALID_PARAMETER = 400000001
+
+ENDED_NOT_FOUND = "not-found"
+"""A stopped task answers 400000005: ZEGO's current docs (GetStatus lists Status 1-4)."""
+ENDED_STATUS_5 = "status-5"
+"""A stopped task answers Status 5 until it is gone: the docs before Nov 2025."""
+ENDED_TASKS = (ENDED_NOT_FOUND, ENDED_STATUS_5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +49,8 @@ def parse_body(body: bytes) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def get_task_status(world: World, request: dict[str, Any] | None) -> Answer:
+def get_task_status(world: World, request: dict[str, Any] | None,
+                    ended: str = ENDED_NOT_FOUND) -> Answer:
     """GetDigitalHumanStreamTaskStatus: `{"TaskId": str}` in; Status and the task's ids out."""
     if request is None:
         return _invalid("request body must be a JSON object")
@@ -47,7 +58,7 @@ def get_task_status(world: World, request: dict[str, Any] | None) -> Answer:
     if not isinstance(task_id, str) or not task_id:
         return _invalid("TaskId is required and must be a non-empty string")
     task = world.get(task_id)
-    if task is None:
+    if task is None or (task.status == STOPPED and ended == ENDED_NOT_FOUND):
         return Answer(CODE_TASK_NOT_FOUND, message_for(CODE_TASK_NOT_FOUND))
     data: dict[str, Any] = {"Status": task.status, "RoomId": task.room_id,
                             "StreamId": task.stream_id, "CreateTime": task.create_time}
@@ -56,7 +67,8 @@ def get_task_status(world: World, request: dict[str, Any] | None) -> Answer:
     return Answer(CODE_OK, message_for(CODE_OK), data)
 
 
-def query_tasks(world: World, request: dict[str, Any] | None) -> Answer:
+def query_tasks(world: World, request: dict[str, Any] | None,
+                ended: str = ENDED_NOT_FOUND) -> Answer:
     """QueryDigitalHumanStreamTasks: `{}` in; every initializing or streaming task out."""
     if request is None:
         return _invalid("request body must be a JSON object")
@@ -70,7 +82,7 @@ def _invalid(detail: str) -> Answer:
     return Answer(CODE_INVALID_PARAMETER, f"{message_for(CODE_INVALID_PARAMETER)}: {detail}")
 
 
-ACTIONS: dict[str, Callable[[World, dict[str, Any] | None], Answer]] = {
+ACTIONS: dict[str, Callable[[World, dict[str, Any] | None, str], Answer]] = {
     ACTION_GET_STATUS: get_task_status,
     ACTION_QUERY_TASKS: query_tasks,
 }

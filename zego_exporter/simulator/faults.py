@@ -34,8 +34,13 @@ class Fault:
                 raise ValueError(f"fault {name} must be >= 0, got {value}")
         if getattr(self, "chunk_size", 1) < 1:
             raise ValueError("fault chunk_size must be at least 1 byte")
-        if not 100 <= getattr(self, "status", 200) <= 599:
+        status = getattr(self, "status", 200)
+        if not (100 <= status <= 599 or (status == 0 and isinstance(self, ErrorStatus))):
             raise ValueError("fault status must be an HTTP status between 100 and 599")
+        if getattr(self, "form", EMPTY_LIST_FORMS[0]) not in EMPTY_LIST_FORMS:
+            raise ValueError(f"fault form must be one of {', '.join(EMPTY_LIST_FORMS)}")
+        if getattr(self, "every", 1) < 1:
+            raise ValueError("fault every must be at least 1")
 
     def applies_to(self, action: str) -> bool:
         return self.action is None or self.action == action
@@ -60,6 +65,36 @@ class HttpStatus(Fault):
     """Answer with HTTP `status` and a short text body, as a failing proxy would."""
 
     status: int = 503
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStatus(Fault):
+    """Send ZEGO's error envelopes (any non-zero Code) with a non-200 HTTP status: `status`,
+    or with 0 one that fits the Code (401 signature, 403 permission, 404 task not found, 429
+    rate limit, 500/503 system, 400 otherwise). ZEGO's docs never say which status an error
+    comes with (zego-api.md section 7)."""
+
+    status: int = 0
+
+
+EMPTY_LIST_FORMS = ("null_data", "no_data", "null_list", "no_list", "empty_list")
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyList(Fault):
+    """Send an empty running-task list as `form`: "null_data" (`"Data": null`), "no_data"
+    (no Data), "null_list" (`"TaskList": null`), "no_list" (`"Data": {}`) or "empty_list"
+    (`"TaskList": []`, what the docs' example suggests)."""
+
+    form: str = "null_data"
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntries(Fault):
+    """Spoil every `every`-th entry of the running-task list (no TaskId, or a Status that is
+    not a number), as a service that is not quite consistent would."""
+
+    every: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +151,9 @@ class Faults:
 
     latency: Latency | None = None
     error: ErrorCode | None = None
+    error_status: ErrorStatus | None = None
+    empty_list: EmptyList | None = None
+    bad_entries: BadEntries | None = None
     http_status: HttpStatus | None = None
     html: HtmlPage | None = None
     malformed_json: MalformedJson | None = None
@@ -126,7 +164,9 @@ class Faults:
     clock_skew: ClockSkew | None = None
 
     KINDS: ClassVar[Mapping[str, type[Fault]]] = {
-        "latency": Latency, "error": ErrorCode, "http_status": HttpStatus, "html": HtmlPage,
+        "latency": Latency, "error": ErrorCode, "error_status": ErrorStatus,
+        "empty_list": EmptyList, "bad_entries": BadEntries,
+        "http_status": HttpStatus, "html": HtmlPage,
         "malformed_json": MalformedJson, "wrong_types": WrongTypes, "slow": Slow,
         "oversized": Oversized, "drop": Drop, "clock_skew": ClockSkew,
     }
@@ -176,6 +216,10 @@ def _setting(where: str, default: object, given: object) -> object:
         if given is None or isinstance(given, str):
             return given
         raise ValueError(f"fault {where} must be a string or null, got {given!r}")
+    if isinstance(default, str):
+        if isinstance(given, str):
+            return given
+        raise ValueError(f"fault {where} must be a string, got {given!r}")
     if isinstance(given, bool) or not isinstance(given, (int, float)):
         raise ValueError(f"fault {where} must be a number, got {given!r}")
     if isinstance(default, float):
@@ -193,6 +237,9 @@ class Decision:
     delay: float = 0.0
     clock_skew: float = 0.0
     drop: bool = False
+    error_status: int | None = None
+    empty_list: str | None = None
+    bad_entries: int | None = None
     http_status: int | None = None
     html_status: int | None = None
     error_code: int | None = None
@@ -240,6 +287,12 @@ class FaultInjector:
                 changes["drop"] = True
             elif isinstance(fault, HttpStatus):
                 changes["http_status"] = fault.status
+            elif isinstance(fault, ErrorStatus):
+                changes["error_status"] = fault.status
+            elif isinstance(fault, EmptyList):
+                changes["empty_list"] = fault.form
+            elif isinstance(fault, BadEntries):
+                changes["bad_entries"] = fault.every
             elif isinstance(fault, HtmlPage):
                 changes["html_status"] = fault.status
             elif isinstance(fault, ErrorCode):
@@ -254,22 +307,60 @@ class FaultInjector:
 
 
 def corrupt_types(envelope: dict[str, Any]) -> dict[str, Any]:
-    """The envelope with the wrong JSON types where a client expects numbers or lists."""
+    """The envelope with the wrong JSON types where a client expects numbers or lists (not a
+    number written as a string: ZEGO may well do that, and a client should read it)."""
     broken = dict(envelope)
     data = broken.get("Data")
     if broken.get("Code") != 0 or not isinstance(data, dict):
-        broken["Code"] = str(broken.get("Code"))
+        broken["Code"] = [broken.get("Code")]
         return broken
     data = dict(data)
     if "TaskList" in data:
-        tasks = data["TaskList"]
-        data["TaskList"] = ([{**task, "Status": str(task["Status"])} for task in tasks]
-                            if tasks else {})
+        data["TaskList"] = {"Tasks": data["TaskList"]}
     else:
-        data["Status"] = str(data.get("Status"))
-        data["CreateTime"] = str(data.get("CreateTime"))
+        data["Status"] = {"Value": data.get("Status")}
+        data["CreateTime"] = "yesterday"
     broken["Data"] = data
     return broken
+
+
+def error_status_for(code: int) -> int:
+    """An HTTP status that fits a ZEGO Code, as a REST-minded service might choose it."""
+    if code in (100000004, 100000005):
+        return 401
+    if code in (400010001, 400000002):
+        return 403
+    if code == 400000005:
+        return 404
+    if code == 400010009:
+        return 429
+    if code in (400010000, 100000015):
+        return 500
+    if code in (400010002, 400010007):
+        return 503
+    return 400
+
+
+def empty_list_data(form: str) -> dict[str, Any]:
+    """The envelope's Data entry for an empty running-task list in `form` ({}: no Data)."""
+    forms: dict[str, dict[str, Any]] = {
+        "null_data": {"Data": None}, "no_data": {}, "null_list": {"Data": {"TaskList": None}},
+        "no_list": {"Data": {}}, "empty_list": {"Data": {"TaskList": []}}}
+    return forms[form]
+
+
+def spoil_entries(tasks: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
+    """Every `every`-th entry spoiled: alternately without TaskId, or with a Status that is
+    not a number."""
+    spoiled = []
+    for index, task in enumerate(tasks):
+        if index % every != every - 1:
+            spoiled.append(task)
+        elif (index // every) % 2:
+            spoiled.append({**task, "Status": "streaming"})
+        else:
+            spoiled.append({key: value for key, value in task.items() if key != "TaskId"})
+    return spoiled
 
 
 def truncate(body: bytes) -> bytes:

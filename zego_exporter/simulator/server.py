@@ -27,8 +27,9 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from zego_exporter.errors import CODE_OK, CODE_RATE_LIMITED
+from zego_exporter.responses import ACTION_QUERY_TASKS
 from zego_exporter.signing import Secret
-from zego_exporter.simulator.actions import ACTIONS, parse_body
+from zego_exporter.simulator.actions import ACTIONS, ENDED_NOT_FOUND, ENDED_TASKS, parse_body
 from zego_exporter.simulator.callbacks import CallbackFaults, CallbackSender
 from zego_exporter.simulator.faults import (
     Decision,
@@ -36,6 +37,9 @@ from zego_exporter.simulator.faults import (
     Faults,
     Oversized,
     corrupt_types,
+    empty_list_data,
+    error_status_for,
+    spoil_entries,
     truncate,
 )
 from zego_exporter.simulator.gateway import (
@@ -175,6 +179,8 @@ class Simulator:
     thread, `serve_forever()` in the calling one; `stop()` (or leaving a `with` block)
     ends both, hanging up on open connections and waking requests that sleep for a fault.
 
+    `ended_tasks` is what GetStatus answers for a stopped task: "not-found" (400000005, as
+    ZEGO's current docs imply; the default) or "status-5" (as the docs said before Nov 2025).
     `qps` is the per-Action limit (an int for all, or a mapping per Action; 0: no limit).
     `clock` (unix seconds) checks Timestamps and drives a default World; `monotonic`
     stamps arrivals for the rate limiter and the request log. With `callback_url` and
@@ -198,7 +204,12 @@ class Simulator:
         log_size: int = DEFAULT_LOG_SIZE,
         callback_url: str | None = None,
         callback_secret: Secret | None = None,
+        ended_tasks: str = ENDED_NOT_FOUND,
     ) -> None:
+        if ended_tasks not in ENDED_TASKS:
+            raise ValueError(f"ended tasks {ended_tasks!r}: choose one of "
+                             f"{', '.join(ENDED_TASKS)}")
+        self.ended_tasks = ended_tasks
         self.app_id = app_id
         self._secret = server_secret
         self._clock = clock
@@ -238,6 +249,8 @@ class Simulator:
         clock: Callable[[], float] = time.time,
         callback_url: str | None = None,
         callback_secret: Secret | None = None,
+        ended_tasks: str = ENDED_NOT_FOUND,
+        showcase_stop_after: float = 5.0,
     ) -> Simulator:
         """A simulator from plain option values (the `simulate` and `demo` commands).
 
@@ -246,7 +259,9 @@ class Simulator:
         `time_scale` multiplies its durations (0.1: ten times faster). `static` means
         `tasks` tasks that stream forever and no arrivals (then `lifecycle`, `time_scale`
         and `arrival_rate` are unused). `showcase` adds one pinned task per state, listed by
-        `showcase`. `callback_url` and `callback_secret` turn on callbacks. Binds the port
+        `showcase` (its "stopped" task stops `showcase_stop_after` seconds from now).
+        `callback_url` and `callback_secret` turn on callbacks; `ended_tasks` is what GetStatus
+        answers for a stopped task ("not-found" or "status-5"). Binds the port
         at once; raises ValueError with a message a user can act on for a bad value, OSError
         when the address cannot be bound.
         """
@@ -259,10 +274,10 @@ class Simulator:
             world = World(seed=seed, tasks=tasks, arrival_rate=arrival_rate,
                           lifecycle=LIFECYCLES[lifecycle].scaled(time_scale), clock=clock)
         if showcase:
-            world.add_showcase()
+            world.add_showcase(stop_after=showcase_stop_after)
         return cls(app_id, server_secret, world=world, faults=faults, qps=qps, host=host,
                    port=port, seed=seed, clock=clock, callback_url=callback_url,
-                   callback_secret=callback_secret)
+                   callback_secret=callback_secret, ended_tasks=ended_tasks)
 
     def __repr__(self) -> str:
         return f"Simulator(url={self.url!r}, app_id={self.app_id})"
@@ -447,18 +462,27 @@ class Simulator:
             elif decision.error_code is not None:
                 code, message = decision.error_code, message_for(decision.error_code)
             else:
-                answer = ACTIONS[action](self.world, request)
+                answer = ACTIONS[action](self.world, request, self.ended_tasks)
                 code, message, data = answer.code, answer.message, answer.data
         envelope: JsonDoc = {"Code": code, "Message": message, "RequestId": uuid.uuid4().hex}
         if code == CODE_OK:
             envelope["Data"] = data
+            if action == ACTION_QUERY_TASKS and data is not None:
+                if decision.bad_entries is not None:
+                    data["TaskList"] = spoil_entries(data["TaskList"], decision.bad_entries)
+                if decision.empty_list is not None and not data["TaskList"]:
+                    del envelope["Data"]
+                    envelope.update(empty_list_data(decision.empty_list))
         if decision.wrong_types:
             envelope = corrupt_types(envelope)
         payload = json.dumps(envelope, separators=(",", ":")).encode()
         if decision.malformed_json:
             payload = truncate(payload)
+        status = 200
+        if code != CODE_OK and decision.error_status is not None:
+            status = decision.error_status or error_status_for(code)
         self._finish(handler, entry, str(code), decision,
-                     (200, payload, "application/json; charset=utf-8"))
+                     (status, payload, "application/json; charset=utf-8"))
 
     def _finish(self, handler: _Handler, entry: LoggedRequest, code: str, decision: Decision,
                 answer: tuple[int, bytes, str] | None) -> None:

@@ -52,7 +52,9 @@ class Lifecycle:
     Streaming durations are drawn log-uniformly (short and long tasks are both common);
     the others uniformly. `stopping_rate` is the share of ending tasks that pass through
     Status 4 rather than going straight to Status 5. `init_failed` and `stopped` are how long
-    the ended task still answers its Status before the API says "task not found".
+    the ended task keeps its Status before it is gone: a failed task answers Status 2 that
+    long, then "task not found" (400000005). Whether GetStatus ever answers Status 5 is the
+    server's choice (`Simulator(ended_tasks=...)`); callbacks report it either way.
     """
 
     initializing: Span = (1.0, 6.0)
@@ -415,27 +417,45 @@ class World:
             task.pinned = False
         self._changed()
 
-    def add_showcase(self, per_state: int = 1) -> dict[str, list[str]]:
+    def add_showcase(self, per_state: int = 1, *,
+                     stop_after: float = 5.0) -> dict[str, list[str]]:
         """Add `per_state` pinned tasks in every state the exporter knows; return their ids.
 
-        Keys: initializing, init_failed, streaming, stopping, stopped, not_found (TaskIds
-        that answer 400000005) and unknown (Status 7, undocumented). Hand-made tasks draw
-        from their own RNG, so the seeded tasks and arrivals stay the same.
+        Keys: initializing, init_failed, streaming, stopping, unknown (Status 7,
+        undocumented), stopped and not_found. A "stopped" task streams for `stop_after`
+        seconds, then stops (Status 5 from then on): under ZEGO's current docs GetStatus then
+        answers "task not found", and only an exporter that saw it streaming knows it stopped.
+        A "not_found" TaskId never existed. Hand-made tasks draw from their own RNG, so the
+        seeded tasks and arrivals stay the same.
         """
         pinned = {"initializing": INITIALIZING, "init_failed": INIT_FAILED,
-                  "streaming": STREAMING, "stopping": STOPPING, "stopped": STOPPED,
+                  "streaming": STREAMING, "stopping": STOPPING,
                   "unknown": UNEXPECTED_STATUS}
-        ids: dict[str, list[str]] = {state: [] for state in (*pinned, "not_found")}
+        ids: dict[str, list[str]] = {state: [] for state in (*pinned, "stopped", "not_found")}
         for n in range(per_state):
             for state, status in pinned.items():
                 reason = FAIL_REASONS[n % len(FAIL_REASONS)] if status == INIT_FAILED else None
                 ids[state].append(self.add_task(status=status, fail_reason=reason))
-            gone = self.add_task(status=STREAMING)
-            self.remove(gone)
-            ids["not_found"].append(gone)
+            ids["stopped"].append(self._add_stopping_later(stop_after))
+            with self._lock:
+                ids["not_found"].append(self._new_identity(self._manual_rng).task_id)
         with self._lock:
             self._showcase = ids
         return {state: list(task_ids) for state, task_ids in ids.items()}
+
+    def _add_stopping_later(self, stop_after: float) -> str:
+        """A pinned task that streams for `stop_after` seconds, then is stopped for good."""
+        if not stop_after >= 0:
+            raise ValueError(f"stop_after must be >= 0 seconds, got {stop_after}")
+        with self._lock:
+            now = self._advance()
+            times, statuses = ((now,), (STOPPED,)) if stop_after == 0 else (
+                (now, now + stop_after), (STREAMING, STOPPED))
+            task = _Task(self._new_identity(self._manual_rng), now, times=times,
+                         statuses=statuses, gone_at=math.inf, pinned=True)
+            self._insert(task)
+        self._changed()
+        return task.task_id
 
     # -- internals (call with the lock held) ----------------------------------------------
 
