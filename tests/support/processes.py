@@ -1,7 +1,8 @@
 """`zego-exporter` as a user starts it: a subprocess on a free loopback port, asked over HTTP.
 
 `exporter_process` runs `python -m zego_exporter <args>` configured through the environment,
-with its output in files, and stops it when the block ends; `fetch` is one plain HTTP request.
+with its output in files, and stops it when the block ends; `fetch` is one plain HTTP request,
+and `get_chunks` reads a chunked answer chunk by chunk, as sent.
 Every server a test starts listens on 127.0.0.1 only and is stopped by that test.
 """
 
@@ -65,6 +66,24 @@ def fetch(base: str, path: str, *, method: str = "GET", headers: dict[str, str] 
                         answer.read())
     finally:
         conn.close()
+
+
+def get_chunks(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, list[bytes]]:
+    """GET `path` over a new connection and read the answer as sent: (status line and headers,
+    the body's chunks in order). Fails unless the body is chunked and ends properly."""
+    request = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     f"{request}\r\n".encode())
+        stream = sock.makefile("rb")
+        head = b"".join(iter(stream.readline, b"\r\n"))
+        assert b"\r\ntransfer-encoding: chunked" in head.lower(), head
+        chunks = []
+        while size := int(stream.readline(), 16):
+            chunks.append(stream.read(size))
+            assert stream.read(2) == b"\r\n"
+        assert stream.read(2) == b"\r\n" and stream.read() == b""
+    return head, chunks
 
 
 def answers(base: str, path: str, status: int) -> Callable[[], bool]:
