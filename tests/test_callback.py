@@ -31,6 +31,7 @@ import bcrypt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.clock import FakeClock
 from tests.support.credentials import APP_ID, SECRET_TEXT
 from zego_exporter.callback import REJECTED_LOG_EVERY, CallbackReceiver
 from zego_exporter.cli import cli, main
@@ -90,17 +91,9 @@ def status_event(task_id: str, status: int, *, room: str = "room_1", stream: str
     return doc
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def receiver(secret: str = CALLBACK_SECRET) -> tuple[CallbackReceiver, Tracker, Counter[
         tuple[str, str]]]:
-    tracker = Tracker(clock=Clock())
+    tracker = Tracker(clock=FakeClock(T0))
     counts: Counter[tuple[str, str]] = Counter()
 
     def count(event_type: str, result: str) -> None:
@@ -341,8 +334,8 @@ def test_every_callback_is_answered_and_counted_once(
 def test_a_signed_callback_for_another_app_id_is_refused_and_logged_rarely(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock(0.0)
-    tracker = Tracker(clock=Clock())
+    clock = FakeClock(0.0)
+    tracker = Tracker(clock=FakeClock(T0))
     counts: Counter[tuple[str, str]] = Counter()
     handle = CallbackReceiver(Secret(CALLBACK_SECRET), tracker,
                               lambda e, r: counts.update([(e, r)]), app_id=APP_ID,
@@ -390,9 +383,9 @@ def test_retried_init_failure_is_counted_once() -> None:
 def test_rejected_signatures_are_logged_rarely_and_never_with_the_secret(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock(0.0)
+    clock = FakeClock(0.0)
     counts: Counter[tuple[str, str]] = Counter()
-    handle = CallbackReceiver(Secret(CALLBACK_SECRET), Tracker(clock=Clock()),
+    handle = CallbackReceiver(Secret(CALLBACK_SECRET), Tracker(clock=FakeClock(T0)),
                               lambda e, r: counts.update([(e, r)]), app_id=APP_ID,
                               monotonic=clock)
     forged = body_of(SIGNED, secret="wrong")
@@ -411,7 +404,7 @@ def test_rejected_signatures_are_logged_rarely_and_never_with_the_secret(
 # -- the tracker's ordering of callbacks -------------------------------------------------------
 
 def test_tracker_applies_callbacks_unless_older_than_the_newest_applied() -> None:
-    tracker = Tracker(clock=Clock())
+    tracker = Tracker(clock=FakeClock(T0))
     a = TaskStatus("a", 3, "r", "s", 0)
     assert tracker.record_callback(a, 2_000.0)
     assert not tracker.record_callback(TaskStatus("a", 1, "r", "s", 0), 1_999.0)
@@ -428,7 +421,7 @@ def test_tracker_applies_callbacks_unless_older_than_the_newest_applied() -> Non
 # -- the simulator's deliveries ----------------------------------------------------------------
 
 def test_simulator_sends_every_lifecycle_step_with_its_scheduled_time() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     lifecycle = Lifecycle(initializing=(2.0, 2.0), init_failure_rate=0.0,
                           streaming=(10.0, 10.0), stopping_rate=1.0, stopping=(1.0, 1.0),
                           stopped=(5.0, 5.0))
@@ -462,28 +455,35 @@ def test_simulator_sends_every_lifecycle_step_with_its_scheduled_time() -> None:
 
 
 def test_simulator_retries_on_zegos_schedule_until_acknowledged_or_given_up() -> None:
-    scale = 0.03
+    """ZEGO's own schedule (2, 4, 8, 16 and 32 s), on a fake clock: the delivery thread's wait
+    for the next retry moves the clock instead of sleeping, the POSTs are real."""
+    clock = FakeClock(0.0)
+
+    def wait(condition: threading.Condition, timeout: float | None) -> None:
+        if timeout is None:
+            condition.wait(0.05)  # nothing queued: wait (for real) to be told of a delivery
+        else:
+            clock.advance(timeout)  # a retry due later: its time comes at once
+
     answers = {"always-500": [500] * 6, "third-time": [500, 503, 204]}
     with StubReceiver(lambda doc: answers[doc["TaskId"]].pop(0)) as stub:
         world = World(tasks=0, arrival_rate=0.0)
         sender = CallbackSender(stub.url, Secret(CALLBACK_SECRET), world, app_id=APP_ID,
-                                retry_scale=scale).start()
+                                monotonic=clock, wait=wait).start()
         try:
             sender.deliver(status_event("always-500", 3))
             sender.deliver(status_event("third-time", 3))
-            assert sender.wait_idle(5.0)
+            assert sender.wait_idle(1000.0)  # seconds of the fake clock
         finally:
             sender.stop()
-    arrivals: dict[str, list[float]] = {}
-    for at, doc in stub.received:
-        arrivals.setdefault(doc["TaskId"], []).append(at)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals["always-500"])]
-    expected = [gap * scale for gap in RETRY_GAPS]
-    print("retry gaps:", [round(g, 3) for g in gaps], "expected:", expected)
-    assert len(gaps) == 5
-    for gap, want in zip(gaps, expected, strict=True):
-        assert want - 0.005 <= gap <= want + 0.15
-    assert len(arrivals["third-time"]) == 3
+    started: dict[str, list[float]] = {}
+    for attempt in sender.attempts():
+        started.setdefault(attempt.task_id, []).append(attempt.at)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started["always-500"])]
+    assert gaps == pytest.approx(list(RETRY_GAPS))
+    assert [round(at - started["third-time"][0], 6) for at in started["third-time"]] == [
+        0, 2, 6]
+    assert len([doc for _, doc in stub.received if doc["TaskId"] == "always-500"]) == 6
     bodies = [json.dumps(doc, sort_keys=True) for _, doc in stub.received
               if doc["TaskId"] == "always-500"]
     assert len(set(bodies)) == 1  # a retry is the same request, signature included

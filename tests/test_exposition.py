@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from tests.support.clock import FakeClock
 from tests.support.components import require_binary
 from zego_exporter.collector import ZegoCollector
 from zego_exporter.exposition import TextRenderer, _header, _Plan
@@ -29,17 +30,9 @@ GOLDEN = Path(__file__).parent / "golden" / "exposition.prom"
 NOW = 1_750_000_000.0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def fixed_tracker() -> Tracker:
     """One task in every state, with labels that need escaping."""
-    clock = Clock(NOW - 100)
+    clock = FakeClock(NOW - 100)
     tracker = Tracker(RefreshPolicy(), clock=clock)
     tracker.set_configured("static", ["t-init", "t-failed", "t-gone", "t-new", "t-odd", "t-flaky"])
     tracker.set_configured("file", ["t-stopping", "t-stopped"])
@@ -162,7 +155,7 @@ def test_fast_renderer_equals_prometheus_client_for_any_state(
     tasks: list[tuple[str, int, str, str, str]], seed: int
 ) -> None:
     rng = random.Random(seed)
-    clock = Clock(NOW)
+    clock = FakeClock(NOW)
     tracker = Tracker(clock=clock)
     tracker.set_configured("static", [t[0] for t in tasks])
     while tracker.claim_due() is not None:
@@ -187,7 +180,7 @@ def test_fast_renderer_equals_prometheus_client_for_any_state(
 
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_gone_tasks_simply_disappear(count: int) -> None:
-    clock = Clock(NOW)
+    clock = FakeClock(NOW)
     tracker = Tracker(clock=clock)
     tracker.set_configured("static", [f"t{i}" for i in range(count)] + ["keep"])
     collector = collector_for(tracker)

@@ -9,16 +9,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.clock import FakeClock
 from zego_exporter.ratelimit import Permit, SlidingWindowLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # One step of demand: (seconds to advance, how many requests try to start, answer latency).
 steps = st.lists(

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.clock import FakeClock
 from zego_exporter.responses import ACTION_GET_STATUS, ACTION_QUERY_TASKS
 from zego_exporter.signing import Secret, api_signature, new_nonce
 from zego_exporter.simulator import (
@@ -53,16 +54,6 @@ from zego_exporter.states import (
 )
 
 START = 1_750_000_000.0
-
-
-class HandClock:
-    """A clock that moves only when a test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def signed(app_id: int, secret: Secret, action: str, *, timestamp: int | None = None,
@@ -175,7 +166,7 @@ def test_a_wrong_secret_is_an_invalid_signature(sim: Simulator) -> None:
 
 
 def test_timestamps_up_to_600_seconds_away_are_accepted(app_id: int, secret: Secret) -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     with Simulator(app_id, secret, world=World.static(1, clock=clock), clock=clock) as sim:
         codes = {offset: post(sim, signed(app_id, secret, ACTION_QUERY_TASKS,
                                           timestamp=int(START) + offset)).json()["Code"]
@@ -235,7 +226,7 @@ def test_status_answers_carry_fail_reason_only_when_failed(
 def test_a_stopped_task_answers_as_the_chosen_reading_of_the_docs(
     app_id: int, secret: Secret, ended: str, stopped_answer: tuple[int, int | None]
 ) -> None:
-    clock = HandClock(time.time())
+    clock = FakeClock(time.time())
     world = World(tasks=0, arrival_rate=0.0, clock=clock,
                   lifecycle=Lifecycle(stopping=(2.0, 2.0), stopped=(30.0, 30.0),
                                       init_failed=(20.0, 20.0)))
@@ -263,7 +254,7 @@ def test_a_stopped_task_answers_as_the_chosen_reading_of_the_docs(
 def test_a_failed_task_answers_status_2_for_a_while_then_not_found(
     app_id: int, secret: Secret
 ) -> None:
-    clock = HandClock(time.time())
+    clock = FakeClock(time.time())
     world = World(tasks=0, arrival_rate=0.0, clock=clock,
                   lifecycle=Lifecycle(initializing=(6.0, 6.0), init_failure_rate=1.0,
                                       init_failed=(10.0, 10.0)))
@@ -303,7 +294,7 @@ def test_other_paths_and_methods(sim: Simulator) -> None:
 
 def test_same_seed_and_clock_give_the_same_world() -> None:
     def history(seed: int) -> list[list[tuple[str, int]]]:
-        clock = HandClock()
+        clock = FakeClock(START)
         world = World(seed=seed, tasks=30, arrival_rate=0.5, clock=clock)
         seen = []
         for _ in range(120):
@@ -320,7 +311,7 @@ def test_same_seed_and_clock_give_the_same_world() -> None:
 
 
 def test_a_task_steps_through_initializing_streaming_stopping_stopped_not_found() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     lifecycle = Lifecycle(init_failure_rate=0.0, stopping_rate=1.0)
     world = World(seed=3, tasks=0, arrival_rate=0.0, lifecycle=lifecycle, clock=clock)
     task_id = world.add_task()
@@ -343,7 +334,7 @@ def test_a_task_steps_through_initializing_streaming_stopping_stopped_not_found(
 
 
 def test_a_failing_task_reports_its_reason_then_disappears() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World(seed=4, tasks=0, arrival_rate=0.0,
                   lifecycle=Lifecycle(init_failure_rate=1.0), clock=clock)
     task_id = world.add_task()
@@ -359,7 +350,7 @@ def test_a_failing_task_reports_its_reason_then_disappears() -> None:
 
 
 def test_about_15_percent_of_tasks_fail_to_initialize() -> None:
-    world = World(seed=7, tasks=0, arrival_rate=0.0, clock=HandClock())
+    world = World(seed=7, tasks=0, arrival_rate=0.0, clock=FakeClock(START))
     schedules = [world.schedule(world.add_task()) for _ in range(2000)]
     failed = sum(1 for steps in schedules
                  if steps and any(s == STATUS_INIT_FAILED for _, s in steps))
@@ -370,7 +361,7 @@ def test_about_15_percent_of_tasks_fail_to_initialize() -> None:
 
 
 def test_tasks_arrive_as_a_seeded_poisson_process() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World(seed=5, tasks=0, arrival_rate=2.0, lifecycle=Lifecycle.forever(),
                   clock=clock)
     assert world.count() == 0
@@ -382,7 +373,7 @@ def test_tasks_arrive_as_a_seeded_poisson_process() -> None:
 
 
 def test_static_world_streams_forever_without_arrivals() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World.static(50, seed=2, clock=clock)
     clock.now += 86400 * 30
     assert world.count(STATUS_STREAMING) == 50 == world.count()
@@ -391,7 +382,7 @@ def test_static_world_streams_forever_without_arrivals() -> None:
 
 def test_demo_lifecycle_passes_every_state_within_about_ten_seconds() -> None:
     world = World(seed=9, tasks=0, arrival_rate=0.0, lifecycle=Lifecycle.demo(),
-                  clock=HandClock())
+                  clock=FakeClock(START))
     for _ in range(50):
         schedule = world.schedule(world.add_task())
         assert schedule is not None
@@ -403,7 +394,7 @@ def test_demo_lifecycle_passes_every_state_within_about_ten_seconds() -> None:
 
 
 def test_status_can_be_set_by_hand() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World.static(1, clock=clock)
     task_id = world.add_task(status=STATUS_STREAMING, room_id="room_x", stream_id="stream_x")
     view = world.get(task_id)
@@ -428,7 +419,7 @@ def test_status_can_be_set_by_hand() -> None:
 
 
 def test_the_showcase_stopped_task_streams_first_then_stops() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World(tasks=0, arrival_rate=0.0, clock=clock)
     [stopped] = world.add_showcase(stop_after=4.0)["stopped"]
     view = world.get(stopped)
@@ -445,7 +436,7 @@ def test_the_showcase_stopped_task_streams_first_then_stops() -> None:
 
 
 def test_long_gone_tasks_are_forgotten() -> None:
-    clock = HandClock()
+    clock = FakeClock(START)
     world = World(seed=1, tasks=0, arrival_rate=0.0, clock=clock, prune_after=300.0)
     task_id = world.add_task(status=STATUS_STREAMING)
     world.remove(task_id)
@@ -705,12 +696,19 @@ def test_drop_fault_hangs_up_without_an_answer(sim: Simulator, secret: Secret) -
 
 @pytest.mark.parametrize("skew", [601.0, -601.0])
 def test_clock_skew_fault_makes_signatures_look_expired(
-    sim: Simulator, secret: Secret, skew: float
+    app_id: int, secret: Secret, skew: float
 ) -> None:
-    sim.faults = Faults(clock_skew=ClockSkew(seconds=skew))
-    assert call(sim, secret, ACTION_QUERY_TASKS)["Code"] == 100000004
-    sim.faults = Faults(clock_skew=ClockSkew(seconds=skew / 2))
-    assert call(sim, secret, ACTION_QUERY_TASKS)["Code"] == 0
+    clock = FakeClock(START)  # the request's Timestamp is exactly the simulator's time
+
+    def code() -> int:
+        params = signed(app_id, secret, ACTION_QUERY_TASKS, timestamp=int(START))
+        return int(post(sim, params).json()["Code"])
+
+    with Simulator(app_id, secret, world=World.static(1, clock=clock), clock=clock) as sim:
+        sim.faults = Faults(clock_skew=ClockSkew(seconds=skew))
+        assert code() == 100000004
+        sim.faults = Faults(clock_skew=ClockSkew(seconds=skew / 2))
+        assert code() == 0
 
 
 def test_fault_rates_are_seeded(app_id: int, secret: Secret) -> None:
@@ -761,7 +759,7 @@ def test_30_simultaneous_requests_see_exactly_10_accepted(app_id: int, secret: S
 
 
 def test_limiter_is_a_strict_sliding_window_that_does_not_count_rejections() -> None:
-    clock = HandClock(0.0)
+    clock = FakeClock(0.0)
     limiter = GatewayLimiter(3, monotonic=clock)
 
     def at(moment: float, action: str = "A") -> bool:
@@ -777,7 +775,7 @@ def test_limiter_is_a_strict_sliding_window_that_does_not_count_rejections() -> 
 
 
 def test_limiter_limits_per_action_and_zero_means_unlimited() -> None:
-    clock = HandClock(0.0)
+    clock = FakeClock(0.0)
     limiter = GatewayLimiter({"A": 1, "B": 0}, default=2, monotonic=clock)
     assert [limiter.acquire("A")[0] for _ in range(2)] == [True, False]
     assert all(limiter.acquire("B")[0] for _ in range(100))

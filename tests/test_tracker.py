@@ -6,6 +6,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from tests.support.clock import FakeClock
 from zego_exporter.responses import TaskStatus
 from zego_exporter.states import state_of
 from zego_exporter.tracker import RefreshPolicy, Tracker
@@ -13,16 +14,8 @@ from zego_exporter.tracker import RefreshPolicy, Tracker
 T0 = 1_750_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(policy: RefreshPolicy | None = None) -> tuple[Tracker, Clock]:
-    clock = Clock()
+def make(policy: RefreshPolicy | None = None) -> tuple[Tracker, FakeClock]:
+    clock = FakeClock(T0)
     return Tracker(policy or RefreshPolicy(), clock=clock), clock
 
 
@@ -397,7 +390,7 @@ class StateRules(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = FakeClock(T0)
         self.tracker = Tracker(RefreshPolicy(), clock=self.clock)
         self.tracker.set_configured("static", TASKS[:2])
         self.tracked = set(TASKS[:2])

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.certs import certificate, write_key
+from tests.support.clock import FakeClock
 from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
     INSTALL_HINT,
@@ -544,15 +545,7 @@ def test_a_reloaded_config_starts_with_an_empty_cache(
 # The watcher
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float = 1.5) -> None:
-        self.now += seconds
+PAST_RECHECK = 1.5  # seconds: past the watcher's once-a-second look at the file
 
 
 @pytest.fixture
@@ -591,7 +584,7 @@ def test_watcher_reloads_a_changed_file(tmp_path: Path, clock: FakeClock, alice_
 
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}\n")
     assert not watcher.current().auth  # not stat'ed yet: within the second
-    clock.advance()
+    clock.advance(PAST_RECHECK)
 
     assert watcher.current().auth
     assert watcher.current().auth.check(basic("alice", PASSWORD))
@@ -611,7 +604,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
     write(tmp_path / "web.yml", "basic_auth_users: {bob: hunter2}\n")
     with caplog.at_level(logging.INFO, logger="zego_exporter.webconfig"):
         for _ in range(3):
-            clock.advance()
+            clock.advance(PAST_RECHECK)
             current = watcher.current()
             assert isinstance(current, BrokenWebConfig)
             assert current.admit(basic("alice", PASSWORD), None) == 500
@@ -631,7 +624,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
 
     bob_hash = bcrypt.hashpw(b"builder", bcrypt.gensalt(rounds=4)).decode()
     write(tmp_path / "web.yml", f"basic_auth_users: {{bob: '{bob_hash}'}}\n")
-    clock.advance()
+    clock.advance(PAST_RECHECK)
     with caplog.at_level(logging.INFO, logger="zego_exporter.webconfig"):
         assert watcher.current().admit(basic("bob", "builder"), None) is None
     assert watcher.current().admit(basic("alice", PASSWORD), None) == 401
@@ -646,10 +639,10 @@ def test_a_different_problem_is_logged_again(
     watcher = WebConfigWatcher(path, clock=clock)
     with caplog.at_level(logging.ERROR, logger="zego_exporter.webconfig"):
         write(tmp_path / "web.yml", "nope: 1\n")
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         watcher.current()
         write(tmp_path / "web.yml", "tls_server_config: [\n")
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         watcher.current()
     assert [r.error for r in caplog.records] == [  # type: ignore[attr-defined]
         f"web config {path}: nope: unknown key: valid keys are tls_server_config, "
@@ -666,13 +659,13 @@ def test_watcher_retries_a_broken_file_that_names_a_file_not_there_yet(
     watcher = WebConfigWatcher(path, clock=clock)
     new_cert = tmp_path / "late.crt"
     write(tmp_path / "web.yml", tls_yaml(pki, cert=new_cert))
-    clock.advance()
+    clock.advance(PAST_RECHECK)
     broken = watcher.current()
     assert isinstance(broken, BrokenWebConfig)
     assert broken.ssl_context() is None  # the last good transport: plain HTTP
 
     shutil.copy(pki.server_crt, new_cert)  # the config file itself does not change again
-    clock.advance()
+    clock.advance(PAST_RECHECK)
 
     current = watcher.current()
     assert isinstance(current, WebConfig) and current.tls is not None
@@ -695,7 +688,7 @@ def test_watcher_notices_a_rotated_certificate_without_a_config_change(
     before = watcher.current()
 
     rotate(pki.server2_crt, pki.server2_key, cert, key)
-    clock.advance()
+    clock.advance(PAST_RECHECK)
 
     assert watcher.current() is not before
 
@@ -816,7 +809,7 @@ def test_rotated_certificate_serves_new_connections(
         assert fetch(port, client_context(pki)) == (200, "server")
         rotate(pki.server2_crt, pki.server2_key, cert, key)
         assert fetch(port, client_context(pki)) == (200, "server")  # checked once a second
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         assert fetch(port, client_context(pki)) == (200, "server2")
         assert fetch(port, client_context(pki)) == (200, "server2")
 
@@ -835,7 +828,7 @@ def test_rotated_client_ca_applies_to_new_connections(
         # The client CA bundle is replaced by one that does not contain the test CA.
         shutil.copy(pki.server_crt, str(client_ca) + ".tmp")
         os.replace(str(client_ca) + ".tmp", client_ca)
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             fetch(port, with_client_cert)
 
@@ -850,7 +843,7 @@ def test_a_tls_policy_change_applies_to_new_connections_without_a_restart(
         assert fetch(port, client_context(pki)) == (200, "server")
         extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
         write(tmp_path / "web.yml", tls_yaml(pki, extra, cert=pki.server2_crt, key=pki.server2_key))
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         # The whole new policy at once: a client certificate asked for, the new certificate.
         with pytest.raises((ssl.SSLError, ConnectionError)):
             fetch(port, client_context(pki))
@@ -868,7 +861,7 @@ def test_per_connection_wrapping_applies_a_policy_change_without_restart(
     extra = f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
     with caplog.at_level(logging.WARNING):
         write(tmp_path / "web.yml", tls_yaml(pki, extra))
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         context = watcher.current().ssl_context()
 
     assert context is not None
@@ -1014,13 +1007,13 @@ def test_a_file_that_breaks_while_serving_https_fails_closed_but_stays_healthy(
     with https_server(watcher.current) as port:
         assert fetch(port, client_context(pki)) == (200, "server")
         write(tmp_path / "web.yml", tls_yaml(pki, "  min_version: TLS14\n"))
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         # Still HTTPS with the last good certificate, so that the probe reaches /-/healthy.
         assert fetch(port, client_context(pki), "/-/healthy") == (200, "server")
         for path_ in ("/", "/metrics", "/-/ready"):
             assert fetch(port, client_context(pki), path_)[0] == 500
         write(tmp_path / "web.yml", tls_yaml(pki))
-        clock.advance()
+        clock.advance(PAST_RECHECK)
         assert fetch(port, client_context(pki)) == (200, "server")
 
 
@@ -1088,13 +1081,13 @@ def test_a_reload_keeps_the_bucket_unless_the_limit_changes(
     assert first.admit(None, None) == 429
 
     write(tmp_path / "web.yml", "rate_limit: {interval: 1h, burst: 1}\n# touched\n")
-    clock.advance()
+    clock.advance(PAST_RECHECK)
     touched = watcher.current()
     assert touched is not first
     assert touched.admit(None, None) == 429  # a reload is no way around the limit
 
     write(tmp_path / "web.yml", "rate_limit: {interval: 1h, burst: 2}\n")
-    clock.advance()
+    clock.advance(PAST_RECHECK)
     assert watcher.current().admit(None, None) is None  # a new limit: a new, full bucket
 
 

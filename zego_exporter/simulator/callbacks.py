@@ -122,6 +122,8 @@ class CallbackSender:
 
     `retry_scale` multiplies RETRY_GAPS; `timeout` is how long an attempt may take before it
     counts as no answer; `hold` bounds how long the out_of_order fault keeps an event back.
+    `monotonic` and `wait` (how the delivery thread waits on its condition for the next
+    delivery due, None: until notified) let tests run the retry schedule on a fake clock.
     Raises ValueError for a URL that is not http(s) or an empty secret.
     """
 
@@ -139,6 +141,7 @@ class CallbackSender:
         faults: CallbackFaults | None = None,
         ssl_context: ssl.SSLContext | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Condition, float | None], object] = threading.Condition.wait,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -159,6 +162,7 @@ class CallbackSender:
         self._hold = hold
         self._ssl_context = ssl_context
         self._mono = monotonic
+        self._wait = wait
         self.faults = faults or CallbackFaults()
 
         self._cond = threading.Condition()
@@ -376,7 +380,7 @@ class CallbackSender:
                     wake_at = [self._queue[0][0]] if self._queue else []
                     if self._held is not None:
                         wake_at.append(self._held[1])
-                    self._cond.wait(min(wake_at) - now if wake_at else None)
+                    self._wait(self._cond, min(wake_at) - now if wake_at else None)
             started = self._mono()
             outcome = self._post(delivery.body)
             with self._cond:
