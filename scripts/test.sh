@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need, then runs lint, types and the suite.
+# The one test command: installs what the tests need, then runs lint, types, dead code and the
+# suite.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,10 +36,13 @@ echo "== ruff"
 "$venv/bin/ruff" check .
 echo "== mypy --strict"
 "$venv/bin/mypy" --strict zego_exporter
+echo "== vulture (dead code; what it may ignore: [tool.vulture] in pyproject.toml)"
+"$venv/bin/vulture"
 
+# Every test, on every core (pytest-xdist); e2e tests that share a fixture keep to one worker.
 echo "== pytest"
 set +e
-"$venv/bin/python" -m pytest "$@"
+"$venv/bin/python" -m pytest -n auto "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tests.support.commands import (
     assert_no_secret,
     assert_one_line_error,
     run_cli,
+    run_cli_unprivileged,
 )
 from tests.support.components import IN_CI
 from tests.support.credentials import APP_ID, SECRET_TEXT
@@ -212,13 +214,17 @@ def test_usage_error_is_one_line_exit_2_without_secret(
         assert fragment.replace("{tmp}", str(tmp)) in line, line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a file without permissions")
-def test_a_secret_file_without_read_permission_is_a_usage_error(tmp_path: Path) -> None:
-    path = tmp_path / "secret"
-    path.write_text(FAKE_SECRET)
-    path.chmod(0)
-    result = run_cli("check", "--zego.app-id", str(APP_ID), "--zego.server-secret-file",
-                     str(path), env=clean_env(ZEGO_API_URL=CLOSED_API))
+def test_a_secret_file_without_read_permission_is_a_usage_error() -> None:
+    # A directory anyone may enter (pytest's are root's only), so that it is the file's own
+    # mode the command runs into.
+    with tempfile.TemporaryDirectory(prefix="zego-unreadable-") as directory:
+        os.chmod(directory, 0o755)
+        path = Path(directory) / "secret"
+        path.write_text(FAKE_SECRET)
+        path.chmod(0)
+        result = run_cli_unprivileged("check", "--zego.app-id", str(APP_ID),
+                                      "--zego.server-secret-file", str(path),
+                                      env=clean_env(ZEGO_API_URL=CLOSED_API))
     line = assert_one_line_error(result, 2)
     assert str(path) in line and "Permission denied" in line
 

@@ -29,7 +29,6 @@ from zego_exporter.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "kubernetes"
-COMPONENTS = BASE / "components"
 KUBERNETES_VERSION = "1.30.0"  # the oldest release still supported upstream when written
 
 # The sizing the Deployment's resources are computed from: docs' Performance section
@@ -146,7 +145,6 @@ def test_dashboard_configmap_holds_the_dashboard_byte_for_byte(base: list[Doc]) 
 
 # --- kustomize and kubernetes-validate ---------------------------------------------------
 
-CORE_KINDS = {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"}
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
