@@ -2,8 +2,9 @@
 
 Everything runs the real entry point (`python -m zego_exporter`, or the `zego-exporter` console
 script) in a subprocess, so stdout, stderr and exit codes are exactly what a user sees. The
-usage-error cases run concurrently in one fixture (each is a short-lived process) and are then
-asserted one test per case.
+usage-error cases run in one fixture, each in a process of its own forked from one that has
+imported the command line already (tests/support/commands.py, ForkedCli), and are then asserted
+one test per case.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.support.commands import (
     CLOSED_API,
     FAKE_CALLBACK_SECRET,
     FAKE_SECRET,
+    ForkedCli,
     assert_no_secret,
     assert_one_line_error,
     run_cli,
@@ -190,13 +192,10 @@ def usage_results(
     tmp = tmp_path_factory.mktemp("usage")
     usage_files(tmp)
 
-    def run(command: str, c: Case) -> subprocess.CompletedProcess[str]:
-        args = [a.replace("{tmp}", str(tmp)) for a in c.args]
-        return run_cli(command, *args, env=case_env(c, tmp))
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {(command, c.name): pool.submit(run, command, c) for command, c in ALL_CASES}
-        return tmp, {key: future.result() for key, future in futures.items()}
+    with ForkedCli() as cli_process:
+        return tmp, {(command, c.name): cli_process.run(
+            command, *(a.replace("{tmp}", str(tmp)) for a in c.args), env=case_env(c, tmp))
+            for command, c in ALL_CASES}
 
 
 @pytest.mark.parametrize(("command", "c"), ALL_CASES,
