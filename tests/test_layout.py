@@ -2,7 +2,8 @@
 
 One name per class across the package; the state vocabulary defined in states.py only; the
 direction of imports (nothing imports the CLI, states.py imports nothing of the exporter, the
-simulator only what its docstring names); and no file that edits sys.path (the repository
+simulator only what its docstring names, tests take helpers from tests.support and never from
+another test module or bench/); and no file that edits sys.path (the repository
 root is the import root: tests/support/__init__.py). Each rule is shown catching a broken
 example too.
 """
@@ -115,6 +116,13 @@ def test_imports_flow_one_way() -> None:
                        and not any(m == allowed or m.startswith(allowed + ".")
                                    for allowed in SIMULATOR_MAY_IMPORT)}
             assert outside == set(), path
+
+
+def test_tests_import_helpers_from_tests_support_only() -> None:
+    wrong = {path: sorted(m for m in imported_modules(tree) if m.split(".")[0] in {
+                 "bench", "conftest"} or m.startswith(("test_", "tests.test_", "tests.conftest")))
+             for path, tree in modules(ROOT / "tests").items()}
+    assert {path: names for path, names in wrong.items() if names} == {}
 
 
 def test_no_file_edits_sys_path() -> None:
