@@ -31,6 +31,7 @@ from zego_exporter.ratelimit import SlidingWindowLimiter
 from zego_exporter.responses import TaskStatus, clean_fail_reason
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileError, TaskIdError, check_task_id, split_task_ids
+from zego_exporter.storage import path_problem as storage_path_problem
 from zego_exporter.tracker import NOT_FOUND, RefreshPolicy, state_of
 from zego_exporter.web import ListenAddressError, parse_listen_address
 from zego_exporter.webconfig import WebConfigError
@@ -293,6 +294,11 @@ def cli() -> None:
               envvar="ZEGO_EXPORTER_MAX_SCRAPE_WAIT", show_envvar=True, default="2s",
               show_default=True, callback=_duration,
               help="Longest a scrape waits for due lookups before serving the cache.")
+@click.option("--storage.path", "storage_path", envvar="ZEGO_STORAGE_PATH", show_envvar=True,
+              metavar="PATH",
+              help="SQLite file that keeps what the exporter knows (tasks, states, fail "
+                   "reasons, failure counts) across restarts; its directory must exist and be "
+                   "writable. Not set: memory only.")
 @log_options
 def serve(**options: Any) -> None:
     """Run the exporter (the main job)."""
@@ -327,6 +333,8 @@ def _serve_config(o: dict[str, Any]) -> ExporterConfig:
                               "or /-/ready")
     if callback_secret is not None and o["callback_path"] == o["telemetry_path"]:
         raise ConfigError("--zego.callback-path and --web.telemetry-path must differ")
+    if o["storage_path"] and (problem := storage_path_problem(o["storage_path"])):
+        raise ConfigError(problem)
     if o["task_file"] and not os.path.isfile(o["task_file"]):
         raise ConfigError(f"task file {o['task_file']} does not exist or is not a file")
     for flag, value in (("--refresh.interval", o["refresh_interval"]),
@@ -348,6 +356,7 @@ def _serve_config(o: dict[str, Any]) -> ExporterConfig:
         telemetry_path=o["telemetry_path"], web_config_file=o["web_config_file"],
         policy=policy, workers=o["workers"], idle_after=o["idle_after"] or None,
         timeout=o["timeout"], max_scrape_wait=o["max_scrape_wait"],
+        storage_path=o["storage_path"] or None,
     )
     return config
 
