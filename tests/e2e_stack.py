@@ -459,17 +459,18 @@ class Stack:
                  task_ids: Sequence[str] = (), args: Sequence[str] = FAST_EXPORTER_ARGS,
                  callback_secret: str | None = None, web_config: Path | None = None,
                  ca_file: Path | None = None, auth: tuple[str, str] | None = None,
-                 name: str = "exporter") -> ExporterProcess:
+                 name: str = "exporter", port: int | None = None) -> ExporterProcess:
         """`python -m zego_exporter serve` against `api_url`, ready (first API round done).
 
         The secrets go through files, as the contract recommends. With `web_config` it
-        serves HTTPS; readiness is then checked with `ca_file` and `auth`.
+        serves HTTPS; readiness is then checked with `ca_file` and `auth`. It listens on
+        `port` (a free one by default): the same port again for an exporter that restarts.
         """
         directory = self._dir(name)
         secret_file = directory / "server-secret"
         secret_file.write_text(server_secret + "\n", encoding="utf-8")
         secret_file.chmod(0o600)
-        port = free_port()
+        port = free_port() if port is None else port
         argv = [
             sys.executable, "-m", "zego_exporter", "serve",
             f"--zego.app-id={app_id}", f"--zego.server-secret-file={secret_file}",
