@@ -1,10 +1,12 @@
-"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, and a place
-for end-to-end tests to report the figures they measured (printed after the test summary)."""
+"""Shared fixtures: the simulated ZEGO API on loopback, credentials, free ports, a place for
+end-to-end tests to report the figures they measured (printed after the test summary), and
+reading a chunked HTTP answer chunk by chunk."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -54,3 +56,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
         terminalreporter.section("measured")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def get_chunks(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, list[bytes]]:
+    """GET `path` over a new connection and read the answer as sent: (status line and headers,
+    the body's chunks in order). Fails unless the body is chunked and ends properly."""
+    request = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     f"{request}\r\n".encode())
+        stream = sock.makefile("rb")
+        head = b"".join(iter(stream.readline, b"\r\n"))
+        assert b"\r\ntransfer-encoding: chunked" in head.lower(), head
+        chunks = []
+        while size := int(stream.readline(), 16):
+            chunks.append(stream.read(size))
+            assert stream.read(2) == b"\r\n"
+        assert stream.read(2) == b"\r\n" and stream.read() == b""
+    return head, chunks

@@ -20,7 +20,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from zego_exporter.collector import ZegoCollector
-from zego_exporter.exposition import TextRenderer
+from zego_exporter.exposition import TextRenderer, _header, _Plan
+from zego_exporter.families import Family, OneHot
 from zego_exporter.responses import ACTIONS, TaskStatus
 from zego_exporter.tracker import RefreshPolicy, Snapshot, Tracker
 
@@ -196,3 +197,44 @@ def test_gone_tasks_simply_disappear(count: int) -> None:
     text = renderer.render(collector._snapshot()).decode()
     assert 'task_id="keep"' in text
     assert 'task_id="t0"' not in text
+
+
+def _synthetic(count: int, one_hot_at: int | None) -> Family[tuple[str, ...]]:
+    """A family with `count` labels (values with characters to escape in some rows) and, if
+    `one_hot_at` is given, a one-hot label sorting at that position among them."""
+    names = tuple(f"l{n}" for n in range(count))
+    one_hot = None
+    if one_hot_at is not None:
+        label = f"l{one_hot_at - 1}x" if one_hot_at else "a"
+        one_hot = OneHot[tuple[str, ...]](label, ("on", "off", "gone"), lambda row: row[-1])
+    return Family[tuple[str, ...]](
+        f"synthetic_{count}_{one_hot_at}", "counter" if one_hot is None else "gauge",
+        'Synthetic "family".', lambda _: ROWS, names, lambda row: row[:count],
+        value=None if one_hot else lambda row, now: len(row[0]) if row[0] != "skip" else None,
+        one_hot=one_hot)
+
+
+ROWS = [(f"v{n}", 'q"uote', "back\\slash", "new\nline", "", "plain", "on" if n % 2 else "?")
+        for n in range(3)] + [("skip", "a", "b", "c", "d", "e", "off")]
+ROWS += [(f"w{n}", "a", "b", "c", "d", "e", "gone") for n in range(600)]  # a chunk with none
+
+
+@pytest.mark.parametrize("count", range(7))
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_any_family_spec_renders_as_prometheus_client_does(
+    count: int, one_hot: bool, openmetrics: bool,
+) -> None:
+    """Every number of labels the table might grow to, and a one-hot label in every place."""
+    collector = collector_for(fixed_tracker())
+    scrape = collector.scrape(collector._snapshot())
+    for spec in [_synthetic(count, at) for at in range(count + 1)] if one_hot else [
+            _synthetic(count, None)]:
+        collector.help[spec.name] = spec.help
+        family = collector._family(spec, scrape)
+        expected = (generate_openmetrics if openmetrics else generate_latest)(_Fixed(family))
+        plan = _Plan(spec)
+        name, kind = plan.headers[openmetrics]
+        rendered = _header(name, kind, spec.help, openmetrics=openmetrics) + "".join(
+            plan.chunks(scrape, {}))
+        assert (rendered + ("# EOF\n" if openmetrics else "")).encode() == expected, spec.name

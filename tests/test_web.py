@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import logging
 import socket
 import ssl
+import struct
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import get_chunks
 
 from zego_exporter.web import (
     SCRAPE_TIMEOUT_HEADER,
@@ -28,6 +33,7 @@ from zego_exporter.web import (
 )
 
 METRICS = b"# TYPE fake gauge\nfake 1.0\n" * 50
+PIECES = [METRICS[:400], METRICS[400:900], METRICS[900:]]
 
 
 # -- listen addresses ------------------------------------------------------------------------
@@ -70,16 +76,35 @@ def test_parse_listen_address_errors_say_what_to_write(text: str, says: str) -> 
 
 @dataclass
 class FakeEndpoints:
+    """Metrics come in pieces (PIECES, METRICS in all, unless `pieces` is set), as the exporter
+    renders them; `fail` breaks the rendering after `fail_after` pieces."""
+
     ready: bool = True
     fail: bool = False
+    fail_after: int = 0
+    pieces: list[bytes] | None = None
     scrapes: list[tuple[str, float | None]] = field(default_factory=list)
+    started: int = 0
+    """Bodies whose rendering began (a first piece was asked for)."""
+    finished: threading.Event = field(default_factory=threading.Event)
+    """Set when a body generator ends, however it ends (sent, closed, failed)."""
+    renderer_threads: list[threading.Thread] = field(default_factory=list)
     callbacks: list[bytes | None] = field(default_factory=list)
 
-    def render(self, accept: str, timeout: float | None) -> tuple[bytes, str]:
+    def render(self, accept: str, timeout: float | None) -> tuple[Iterator[bytes], str]:
         self.scrapes.append((accept, timeout))
-        if self.fail:
-            raise RuntimeError("boom")
-        return METRICS, "text/plain; version=0.0.4; charset=utf-8"
+        return self._body(), "text/plain; version=0.0.4; charset=utf-8"
+
+    def _body(self) -> Iterator[bytes]:
+        self.started += 1
+        self.renderer_threads.append(threading.current_thread())
+        try:
+            for n, piece in enumerate(self.pieces if self.pieces is not None else PIECES):
+                if self.fail and n == self.fail_after:
+                    raise RuntimeError("boom")
+                yield piece
+        finally:
+            self.finished.set()
 
     def callback(self, body: bytes | None) -> tuple[int, bytes]:
         self.callbacks.append(body)
@@ -201,10 +226,55 @@ def test_routes_and_head(serve: Callable[..., WebServer], fake: FakeEndpoints) -
     assert request(server, "GET", "/metrics/").status == 404
     post = request(server, "POST", "/metrics", body=b"a=1")
     assert post.status == 405 and post.headers["allow"] == "GET, HEAD"
-    head = request(server, "HEAD", "/metrics")
-    assert head.status == 200 and head.body == b""
-    assert head.headers["content-length"] == str(len(METRICS))
     assert request(server, "HEAD", "/nope").status == 404
+
+
+def test_metrics_are_sent_chunked_as_they_are_rendered(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    answer = raw(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nTransfer-Encoding: chunked" in head
+    assert b"Content-Length" not in head
+    # One chunk per piece, in order, then the last (empty) chunk.
+    expected = b"".join(b"%X\r\n%b\r\n" % (len(piece), piece) for piece in PIECES)
+    assert body == expected + b"0\r\n\r\n"
+    assert fake.finished.is_set()
+
+
+def test_head_sends_the_headers_of_get_and_renders_nothing(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    headers = {"Accept-Encoding": "gzip"}
+    get = request(server, "GET", "/metrics", headers=headers)
+    head = request(server, "HEAD", "/metrics", headers=headers)
+    assert head.status == 200 and head.body == b""
+    assert head.headers.keys() == get.headers.keys()
+    for name in ("content-type", "content-encoding", "transfer-encoding", "vary"):
+        assert head.headers[name] == get.headers[name], name
+    assert "content-length" not in head.headers
+    assert fake.started == 1  # the GET's: HEAD asked for no piece
+    # The connection stays usable after a HEAD (no body is expected on it).
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("HEAD", "/metrics")
+        assert conn.getresponse().read() == b""
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().read() == METRICS
+    finally:
+        conn.close()
+
+
+def test_http_1_0_gets_the_body_until_the_connection_closes(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    answer = raw(server, b"GET /metrics HTTP/1.0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head
+    assert b"chunked" not in head and body == METRICS
 
 
 def test_headers_reach_the_renderer(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
@@ -226,6 +296,22 @@ def test_gzip_only_when_asked(serve: Callable[..., WebServer], fake: FakeEndpoin
     assert gzip.decompress(zipped.body) == METRICS
     plain = request(server, "GET", "/metrics", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.body == METRICS
+    refused = request(server, "GET", "/metrics", headers={"Accept-Encoding": "gzip;q=0, br"})
+    assert "content-encoding" not in refused.headers and refused.body == METRICS
+
+
+def test_gzip_is_one_stream_flushed_piece_by_piece(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    """Each chunk holds everything compressed so far: a reader can decompress as it goes."""
+    fake.pieces = [bytes([65 + n]) * 50_000 for n in range(5)]
+    server = serve(fake.endpoints())
+    _, chunks = get_chunks(server.port, "/metrics", {"Accept-Encoding": "gzip"})
+    inflate = zlib.decompressobj(31)
+    decoded = [inflate.decompress(chunk) for chunk in chunks]
+    assert decoded[:5] == fake.pieces  # one piece out of each chunk, at once
+    assert b"".join(decoded) + inflate.flush() == b"".join(fake.pieces)
+    assert inflate.eof and not inflate.unused_data
 
 
 def test_a_failing_renderer_is_a_500(serve: Callable[..., WebServer],
@@ -235,6 +321,46 @@ def test_a_failing_renderer_is_a_500(serve: Callable[..., WebServer],
     answer = request(server, "GET", "/metrics")
     assert answer.status == 500 and b"log" in answer.body
     fake.fail = False
+    assert request(server, "GET", "/metrics").status == 200
+
+
+def test_a_renderer_failing_midway_cuts_the_body_short(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once the 200 is out, the only honest signal left is a body without its end."""
+    fake.fail, fake.fail_after = True, 2
+    server = serve(fake.endpoints())
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        answer = conn.getresponse()
+        assert answer.status == 200
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            answer.read()
+        assert cut.value.partial == PIECES[0] + PIECES[1]
+    finally:
+        conn.close()
+    assert any(r.getMessage() == "rendering metrics failed while sending them"
+               for r in caplog.records)
+
+
+def test_a_client_that_hangs_up_midway_ends_the_scrape_quietly(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """More than socket buffers hold, so the server is still sending when the client goes."""
+    fake.pieces = [b"x" * 1_000_000] * 64
+    server = serve(fake.endpoints())
+    caplog.set_level(logging.DEBUG, logger="zego_exporter.web")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    assert fake.finished.wait(10), "the body generator was never closed"
+    handler = fake.renderer_threads[0]
+    handler.join(10)
+    assert not handler.is_alive(), "the handler thread is still busy with the gone client"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "scrape abandoned by the client" in [r.getMessage() for r in caplog.records]
     assert request(server, "GET", "/metrics").status == 200
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -79,10 +79,13 @@ class Exporter:
         *,
         security: Callable[[], Security | None] | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         """Raises WebConfigError when `config.web_config_file` cannot be used (and `security`,
-        which takes its place in tests, is not given)."""
+        which takes its place in tests, is not given). `clock` is the wall clock of the
+        tracker's timestamps; `timer` times scrapes."""
         self.config = config
+        self._timer = timer
         self.instruments = Instruments()
         if security is None:
             security = self._web_security(config.web_config_file)
@@ -186,8 +189,20 @@ class Exporter:
             self.writer.stop()  # writes the last changes
         self.client.close()
 
-    def render_metrics(self, accept: str, scrape_timeout: float | None) -> tuple[bytes, str]:
-        """One scrape: note the demand, wait briefly for due refreshes, serve the cache."""
+    def render_metrics(
+        self, accept: str, scrape_timeout: float | None,
+    ) -> tuple[Iterator[bytes], str]:
+        """One scrape: its body as pieces, and their content type.
+
+        Nothing happens until the body is iterated (a HEAD request never does it). Then the
+        scrape notes the demand, waits briefly for due refreshes, takes a snapshot of the cache
+        and renders it a piece at a time, as the web layer takes the pieces to send them.
+        """
+        openmetrics = "application/openmetrics-text" in accept  # what Prometheus asks for first
+        return (self._scrape(scrape_timeout, openmetrics=openmetrics),
+                OPENMETRICS_TYPE if openmetrics else TEXT_TYPE)
+
+    def _scrape(self, scrape_timeout: float | None, *, openmetrics: bool) -> Iterator[bytes]:
         self.refresher.touch()
         deadline = scrape_timeout if scrape_timeout and scrape_timeout > 0 else (
             DEFAULT_SCRAPE_TIMEOUT)
@@ -195,16 +210,12 @@ class Exporter:
                    deadline - SCRAPE_MARGIN - 2 * self.collector.last_scrape_duration)
         if wait > 0:
             self.refresher.wait_for_fresh(wait)
-        started = time.perf_counter()
-        if "application/openmetrics-text" in accept:
-            # What Prometheus asks for first.
-            body = self._renderer.render_openmetrics(self.tracker.snapshot(), self._rest)
-            content_type = OPENMETRICS_TYPE
-        else:
-            body = self._renderer.render(self.tracker.snapshot(), self._rest)
-            content_type = TEXT_TYPE
-        self.collector.last_scrape_duration = time.perf_counter() - started
-        return body, content_type
+        started = self._timer()
+        yield from self._renderer.pieces(self.tracker.snapshot(), self._rest,
+                                         openmetrics=openmetrics)
+        # Only a scrape whose every piece was taken (and so sent) gets here: one that a client
+        # abandoned is closed at its last yield and says nothing about how long a scrape takes.
+        self.collector.last_scrape_duration = self._timer() - started
 
     def _landing(self) -> str:
         config = self.config

@@ -1,11 +1,12 @@
 """The HTTP layer: landing page, telemetry, health, readiness and the callback endpoint.
 
-It speaks HTTP (keep-alive, gzip, TLS) and delegates everything else to the callables in
-`Endpoints`; it never touches the tracker or the API directly. Who may connect and which request
-may pass (TLS, client certificates, rate limit, basic auth) is the exporter-toolkit web
-configuration's say (`webconfig/`), looked up per connection and per request so that a changed
-configuration applies without a restart. `/-/healthy` answers whatever it says, so that a process
-that only needs its web config file fixed is not restarted by a liveness probe.
+It speaks HTTP (keep-alive, gzip, TLS; metrics sent chunked while they are rendered) and
+delegates everything else to the callables in `Endpoints`; it never touches the tracker or the
+API directly. Who may connect and which request may pass (TLS, client certificates, rate limit,
+basic auth) is the exporter-toolkit web configuration's say (`webconfig/`), looked up per
+connection and per request so that a changed configuration applies without a restart.
+`/-/healthy` answers whatever it says, so that a process that only needs its web config file
+fixed is not restarted by a liveness probe.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import socket
 import ssl
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import chain
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -64,8 +66,10 @@ class Endpoints:
     """What each URL does; the web layer only adds HTTP around these."""
 
     telemetry_path: str
-    render_metrics: Callable[[str, float | None], tuple[bytes, str]]
-    """(Accept header, scrape timeout in s or None) -> (body, content type)."""
+    render_metrics: Callable[[str, float | None], tuple[Iterable[bytes], str]]
+    """(Accept header, scrape timeout in s or None) -> (body pieces, content type). The pieces
+    are rendered as they are taken (a HEAD request takes none); the web layer closes the body
+    when it stops taking them, whether it sent all of them or not."""
     is_ready: Callable[[], bool]
     landing_html: Callable[[], str]
     callback_path: str | None = None
@@ -230,20 +234,85 @@ class _Handler(BaseHTTPRequestHandler):
             timeout = float(self.headers.get(SCRAPE_TIMEOUT_HEADER, ""))
         except ValueError:
             timeout = None
+        body: Iterator[bytes] = iter(())
         try:
-            body, content_type = endpoints.render_metrics(self.headers.get("Accept", ""), timeout)
+            pieces, content_type = endpoints.render_metrics(self.headers.get("Accept", ""), timeout)
+            body = iter(pieces)
+            # The first piece is made before any header goes out, so that a scrape that fails to
+            # start (no snapshot, a broken collector) still gets an honest 500.
+            first = b"" if head else next(body, b"")
         except Exception:
+            _close(body)
             log.exception("rendering metrics failed")
             self._send(500, b"Internal error while rendering metrics; see the exporter's log\n")
             return
-        encoding = None
-        if accepts_gzip(self.headers.get("Accept-Encoding", "")):
-            # zlib's own gzip framing (wbits 31) checksums while it compresses; gzip.compress
-            # makes a second pass over the body for the CRC (~10% more at 20 MB).
-            compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
-            encoding = "gzip"
-        self._send(200, body, content_type, head=head, content_encoding=encoding)
+        try:
+            self._stream(first, body, content_type, head=head,
+                         gzip=accepts_gzip(self.headers.get("Accept-Encoding", "")))
+        except _ClientGone as gone:
+            self.close_connection = True
+            log.debug("scrape abandoned by the client", extra={
+                "client": self.address_string(), "reason": str(gone.__cause__)})
+        except Exception:
+            # Too late for a 500: the connection is closed without the body's end, so the
+            # client sees the body is incomplete rather than taking part of it for all.
+            self.close_connection = True
+            log.exception("rendering metrics failed while sending them")
+        finally:
+            _close(body)  # ends the scrape, and releases its snapshot, however the sending went
+
+    def _stream(
+        self, first: bytes, rest: Iterator[bytes], content_type: str, *, head: bool, gzip: bool,
+    ) -> None:
+        """Sends the body while it is rendered: chunked over HTTP/1.1 (the length is not known
+        up front), until the connection closes over HTTP/1.0. With gzip, each piece is
+        compressed and flushed as it comes, so nothing waits in the compressor for the next."""
+        chunked = self.request_version != "HTTP/1.0"
+        if not chunked:
+            self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        if gzip:
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        try:
+            self._end_headers()
+        except OSError as error:
+            raise _ClientGone from error
+        if head:
+            return
+        write = self._write_chunk if chunked else self._write
+        # zlib's own gzip framing (wbits 31) checksums while it compresses, piece by piece.
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None
+        for text in chain((first,), rest):
+            write(text if compressor is None
+                  else compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))
+        if compressor is not None:
+            write(compressor.flush())
+        if chunked:
+            self._write(b"0\r\n\r\n")
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.wfile.write(data)
+        except OSError as error:  # reset, broken pipe, TLS closed, or a reader that stalled
+            raise _ClientGone from error
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:  # an empty chunk would end the body
+            self._write(b"%X\r\n%b\r\n" % (len(data), data))
+
+    def _end_headers(self) -> None:
+        """The headers every answer ends with, then the blank line."""
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        security = self.server.security()
+        if security is not None:
+            for name, value in security.response_headers.items():
+                self.send_header(name, value)
+        self.end_headers()
 
     def _callback(self, endpoints: Endpoints) -> None:
         assert endpoints.handle_callback is not None
@@ -277,33 +346,33 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "text/plain; charset=utf-8",
         *,
         head: bool = False,
-        content_encoding: str | None = None,
         allow: str | None = None,
         www_authenticate: str | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        if content_encoding:
-            self.send_header("Content-Encoding", content_encoding)
-            self.send_header("Vary", "Accept-Encoding")
         if allow:
             self.send_header("Allow", allow)
         if www_authenticate:
             self.send_header("WWW-Authenticate", www_authenticate)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        security = self.server.security()
-        if security is not None:
-            for name, value in security.response_headers.items():
-                self.send_header(name, value)
-        self.end_headers()
+        self._end_headers()
         if not head:
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http request", extra={"client": self.address_string(),
                                          "request": format % args})
+
+
+class _ClientGone(Exception):
+    """The client closed the connection or stopped reading while a body was being sent."""
+
+
+def _close(body: Iterator[bytes]) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
 
 
 class WebServer:
