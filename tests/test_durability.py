@@ -105,7 +105,7 @@ def test_sigkill_while_tasks_change_then_restart_keeps_every_state_reason_and_co
                         ZEGO_STORAGE_PATH=str(storage))
 
         with exporter_process(["serve", *FAST], env, tmp_path / "first") as first:
-            first.wait_ready()
+            first.wait_ready(30)
             wait_until(lambda: observed(scrape(first), tasks) == expected(world, tasks), 20,
                        "every task seen by the first run", first.proc)
             wait_until(lambda: saved_tasks(storage) == len(tasks), 10,
@@ -146,7 +146,7 @@ def test_sigkill_while_tasks_change_then_restart_keeps_every_state_reason_and_co
 
         started = time.monotonic()
         with exporter_process(["serve", *FAST], env, tmp_path / "second") as second:
-            second.wait_ready()
+            second.wait_ready(30)
             found: list[Sample] = []
 
             def caught_up() -> bool:
