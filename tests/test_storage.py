@@ -50,6 +50,11 @@ class Run:
         """Gone without a last write or a close, as after kill -9 (what was flushed stays)."""
 
 
+def saved_ids(path: Path) -> list[str]:
+    """The TaskIds a new run reads back from the file."""
+    return [task.view.task_id for task in Run(path, Clock()).saved.tasks]
+
+
 def views(snapshot: Snapshot) -> dict[str, TaskView]:
     return {view.task_id: view for view in snapshot.tasks}
 
@@ -229,7 +234,7 @@ def test_tasks_that_ended_past_retention_while_it_was_down_are_dropped_at_start(
     second = Run(db, clock, RefreshPolicy(retention=3600))
     assert second.tracker.expire() == 1  # what Exporter.start does before anything else
     second.flush()
-    assert [task.view.task_id for task in Run(db, clock).saved.tasks] == ["on"]
+    assert saved_ids(db) == ["on"]
 
 
 def test_sources_gone_since_the_last_run_let_go_of_their_tasks(db: Path) -> None:
@@ -242,7 +247,7 @@ def test_sources_gone_since_the_last_run_let_go_of_their_tasks(db: Path) -> None
     second.tracker.set_configured("static", ["a"])
     second.tracker.set_configured("file", [])  # started without the task file
     second.flush()
-    assert [task.view.task_id for task in Run(db, clock).saved.tasks] == ["a"]
+    assert saved_ids(db) == ["a"]
 
 
 def test_restored_configured_tasks_must_be_asked_again_before_ready(db: Path) -> None:
@@ -300,7 +305,7 @@ def test_stopping_the_writer_writes_what_is_left_and_closes_the_file(db: Path) -
     run.tracker.set_configured("static", ["a"])
     run.writer.stop()
     assert not (db.parent / (db.name + "-wal")).exists()  # checkpointed into the file
-    assert [task.view.task_id for task in Run(db, clock).saved.tasks] == ["a"]
+    assert saved_ids(db) == ["a"]
 
 
 # -- files that cannot be used --------------------------------------------------------------------
@@ -365,7 +370,7 @@ def test_a_file_that_cannot_be_used_is_moved_aside_and_a_new_one_started(
     # The new file works.
     run.tracker.set_configured("static", ["a"])
     run.flush()
-    assert [task.view.task_id for task in Run(db, clock).saved.tasks] == ["a"]
+    assert saved_ids(db) == ["a"]
 
 
 def test_an_empty_file_is_a_new_store_without_a_warning(
