@@ -89,15 +89,18 @@ def failures_in(window: str, by: str) -> str:
 
     The same count as the alert ZegoDigitalHumanRoomInitFailuresRepeated (prometheus/alerts.yml
     explains both terms). increase() misses a task first seen already failed: its series starts
-    at 1 with no earlier sample, so series that did not exist a window ago count at their value
-    (the one raw read of the counter, allowed by name in tests/support/lint_rules.py). increase()
+    at 1 with no earlier sample, so series that had no sample in the window before count at
+    their value (the one raw read of the counter, allowed by name in
+    tests/support/lint_rules.py); a scrape gap such as an exporter restart leaves samples there,
+    so it adds nothing. increase()
     scales what it saw up to the window's edges (two failures read 2.008); floor() takes that
     back to the failures it saw.
     """
     failures = sel("zego_digital_human_task_failures_total")
     grouping = f" by ({by})" if by else ""
     return (
-        f"sum{grouping} (\n  ({failures} unless {failures} offset {window})\n"
+        f"sum{grouping} (\n  ({failures}\n  unless present_over_time({failures}[{window}] "
+        f"offset {window}))\n"
         f"  or\n  floor(increase({failures}[{window}]))\n)"
     )
 

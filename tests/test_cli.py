@@ -150,6 +150,14 @@ SERVE_CASES = [
     case("callback-path-is-telemetry-path", "--zego.callback-secret", FAKE_CALLBACK_SECRET,
          "--zego.callback-path", "/metrics", says="must differ"),
     case("extra-argument", "surplus", says="unexpected extra argument"),
+    case("storage-path-directory", "--storage.path", "{tmp}",
+         says=("--storage.path {tmp} is a directory", "{tmp}/zego-exporter.db")),
+    case("storage-path-missing-directory", env={"ZEGO_STORAGE_PATH": "{tmp}/none/x.db"},
+         says=("{tmp}/none does not exist", "create it")),
+    case("storage-path-special-file", "--storage.path", "/dev/null",
+         says="not a regular file"),
+    case("storage-path-unwritable", "--storage.path", "/sys/zego-exporter.db",
+         says=("cannot create files in /sys", "make it writable")),
 ]
 
 CHECK_CASES = [
@@ -257,6 +265,7 @@ SERVE_FLAGS = {  # the contract's table: flag -> environment twin (and default, 
     "--web.config.file": ("ZEGO_EXPORTER_WEB_CONFIG_FILE", None),
     "--log.level": ("ZEGO_EXPORTER_LOG_LEVEL", "info"),
     "--log.format": ("ZEGO_EXPORTER_LOG_FORMAT", "logfmt"),
+    "--storage.path": ("ZEGO_STORAGE_PATH", None),
 }
 CHECK_FLAGS = [flag for flag in SERVE_FLAGS if flag.startswith(("--zego.", "--log."))
                and "callback" not in flag]

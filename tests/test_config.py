@@ -106,7 +106,8 @@ def options(**changes: object) -> ServeOptions:
         discovery_interval=3.0, refresh_interval=30.0, fast_interval=5.0, workers=4,
         idle_after=600.0, callback_interval=300.0, retention=3600.0, callback_secret=None,
         callback_secret_file=None, callback_path="/zego/callback", listen_address=":9877",
-        telemetry_path="/metrics", web_config_file=None, max_scrape_wait=2.0)
+        telemetry_path="/metrics", web_config_file=None, max_scrape_wait=2.0,
+        storage_path=None)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -131,6 +132,7 @@ def test_serve_options_become_the_exporters_configuration() -> None:
     ({"callback_path": "/-/ready"}, "--zego.callback-path"),
     ({"callback_secret": "cb", "callback_path": "/metrics"}, "must differ"),
     ({"task_file": "/nonexistent/tasks.txt"}, "does not exist"),
+    ({"storage_path": "/nonexistent/zego.db"}, "--storage.path"),
     ({"refresh_interval": 0.0}, "--refresh.interval"),
     ({"fast_interval": 0.0}, "--refresh.fast-interval"),
     ({"discovery_interval": 0.0}, "--discovery.interval"),

@@ -15,8 +15,10 @@ When a test fails, the logs of the stack it used are added to its report.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.support.components import require_binary
 from tests.support.contract_metrics import queryable_names
 from tests.support.credentials import APP_ID, SECRET_TEXT
 from tests.support.e2e_stack import (
+    FAST_EXPORTER_ARGS,
     JOB,
     SHIPPED_ALERTS,
     ExporterProcess,
@@ -40,6 +43,7 @@ from tests.support.e2e_stack import (
     StackError,
     WebhookReceiver,
     e2e_alertmanager_config,
+    free_port,
     load_yaml,
     prometheus_config,
     scrape_job,
@@ -445,3 +449,92 @@ def test_a_scrape_without_credentials_gets_401(secure: Secure) -> None:
                         timeout=DATA_TIMEOUT, what="the scrape without credentials")
     assert target["health"] == "down"
     assert "401" in target["lastError"], target["lastError"]
+
+
+# -- issue 16: failures counted across a kill -9, as Prometheus sees them ----------------------
+
+RESTART_ROOM = "room-restart"
+
+
+@pytest.fixture
+def restart_stack(tmp_path_factory: pytest.TempPathFactory,
+                  stack_logs: StackLogsOnFailure) -> Iterator[Stack]:
+    with Stack(tmp_path_factory.mktemp("e2e-restart")) as stack:
+        stack_logs.stacks["restart_stack"] = stack
+        yield stack
+
+
+def _saved_failures(storage: Path) -> int:
+    """Failures the storage file holds, read as another process would."""
+    with closing(sqlite3.connect(f"file:{storage}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT coalesce(sum(count), 0) FROM failures").fetchone()[0])
+
+
+def test_increase_over_a_window_spanning_a_kill_9_counts_each_failure_once(
+    restart_stack: Stack, binaries: dict[str, str], figures: list[str],
+) -> None:
+    stack = restart_stack
+    simulator = stack.simulator(Simulator(APP_ID, _secret(), world=World(tasks=0,
+                                                                         arrival_rate=0.0)))
+    world = simulator.world
+    tasks = [world.add_task(status=STATUS_STREAMING, room_id=RESTART_ROOM,
+                            stream_id=f"stream-{n}", task_id=f"restart-{n}") for n in range(8)]
+    storage = stack.workdir / "zego-exporter.db"
+    args = (*FAST_EXPORTER_ARGS, f"--storage.path={storage}")
+    port = free_port()
+    first = stack.exporter(simulator.url, app_id=APP_ID, server_secret=SECRET_TEXT, args=args,
+                           port=port, name="exporter-1")  # discovery finds the tasks
+    prometheus = stack.prometheus(binaries["prometheus"],
+                                  prometheus_config([scrape_job(first.address)]),
+                                  promtool=binaries["promtool"])
+    selector = f'zego_digital_human_task_failures_total{{job="{JOB}", room_id="{RESTART_ROOM}"}}'
+    up = f'up{{job="{JOB}"}}'
+
+    def counted() -> float | None:
+        values = prometheus.query(selector).values()
+        return sum(values) if len(values) == len(tasks) else None
+
+    def reaches(total: int, what: str) -> None:
+        wait_until(lambda: counted() == total, timeout=DATA_TIMEOUT, what=what,
+                   logs=stack.logs)
+
+    # Every stream known at 0, so that increase() sees each failure as 0 -> 1.
+    reaches(0, "every stream of the room at 0")
+    window_start = time.time()
+
+    def fail(task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            world.fail(task_id, "e2e: failed around a restart")
+
+    fail(tasks[:2])
+    reaches(2, "two failures before the kill")
+    wait_until(lambda: _saved_failures(storage) == 2, timeout=DATA_TIMEOUT,
+               what="the two failures in the storage file", logs=stack.logs)
+    first.process.popen.kill()  # SIGKILL
+    assert first.process.popen.wait(10) == -9
+    killed_at = time.monotonic()
+
+    fail(tasks[2:5])  # while it is down: nobody can see these but the restarted exporter
+    wait_until(lambda: prometheus.query(up).values() == [0.0], timeout=DATA_TIMEOUT,
+               what="Prometheus to see the exporter down", logs=stack.logs)
+    stack.exporter(simulator.url, app_id=APP_ID, server_secret=SECRET_TEXT, args=args,
+                   port=port, name="exporter-2")
+    reaches(5, "the failures while it was down, counted by the restarted exporter")
+    recovered = time.monotonic() - killed_at
+    fail(tasks[5:6])
+    reaches(6, "a failure after the restart")
+
+    # Evaluated at the last scrape, so that increase() has nothing to extrapolate at the end
+    # (nor at the start: each series starts at 0).
+    (last,) = prometheus.query(f"timestamp({up})").values()
+    window = f"{round(last - window_start) + 2}s"
+    increase = prometheus.query(f"sum(increase({selector}[{window}]))", at=last)
+    resets = prometheus.query(f"sum(resets({selector}[{window}]))", at=last)
+    down = prometheus.query(f"count_over_time(({up} == 0)[{window}:1s])", at=last)
+    assert increase.values() == [6.0], increase
+    assert resets.values() == [0.0], resets  # the counters never went back
+    assert down.values() and down.values()[0] >= 1, down  # the window spans the outage
+    figures.append(
+        f"restart: increase() over {window} spanning a kill -9 = {increase.values()[0]:g} "
+        f"(6 tasks failed: 2 before, 3 while down, 1 after); failures counted "
+        f"{recovered:.1f} s after the kill")

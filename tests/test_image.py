@@ -217,3 +217,16 @@ def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
         except subprocess.TimeoutExpired:
             os.killpg(exporter.pid, signal.SIGKILL)
             exporter.wait(timeout=10)
+
+
+def test_nobody_can_create_the_storage_file_where_the_image_points(
+    container: str, namespace: Namespace,
+) -> None:
+    # serve refuses a storage path whose directory takes no new files (exit 2): the image's
+    # default must pass that same check as the image's user.
+    code = ("import os; from zego_exporter.storage import path_problem; "
+            "print(path_problem(os.environ['ZEGO_STORAGE_PATH']))")
+    result = subprocess.run(run_in(container, namespace, "python", "-c", code),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "None", result.stdout

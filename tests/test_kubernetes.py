@@ -262,9 +262,7 @@ def serve_envvars() -> set[str]:
 
 
 def test_environment_names_are_the_contract_ones(container: Doc) -> None:
-    # ZEGO_STORAGE_PATH is the contract's twin of --storage.path; until the CLI has that
-    # flag, click ignores the variable, so setting it early is harmless.
-    known = serve_envvars() | {"ZEGO_STORAGE_PATH"}
+    known = serve_envvars()
     for variable in container["env"]:
         assert variable["name"] in known, variable["name"]
 

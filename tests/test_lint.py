@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import promql_parser as promql
 import pytest
 
 from tests.support.lint_rules import (
@@ -155,6 +156,13 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
                 f"floor(increase({FAILURES}[$__rate_interval]))", FAILURES)),
     ("target-counter-agg-rule", "first-sight term without its offset",
      edit_query("Init failures by room and stream", " offset $__rate_interval", "")),
+    ("target-counter-agg-rule", "first-sight term with a plain offset",
+     edit_query("Init failures by room and stream",
+                "present_over_time(zego_digital_human_task_failures_total{job=~\"$job\", "
+                'instance=~"$instance", room_id=~"$room_id"}[$__rate_interval] offset '
+                "$__rate_interval)",
+                'zego_digital_human_task_failures_total{job=~"$job", instance=~"$instance", '
+                'room_id=~"$room_id"} offset $__rate_interval')),
     ("target-counter-agg-rule", "api calls summed raw",
      edit_query("API requests by action and code", "rate(", "sum_over_time(")),
     ("uneditable-dashboard", "editable", set_editable),
@@ -249,6 +257,9 @@ ALERT_CASES: list[tuple[str, str, AlertEdit]] = [
     ("promql/counter", "first-sight term with the offset on the wrong side",
      edit_expr("RoomInitFailuresRepeated", f"{ROOM_FAILURES}\n",
                f"{ROOM_FAILURES} offset 1h\n")),
+    ("promql/counter", "first-sight term with a plain offset (old failures after a restart)",
+     edit_expr("RoomInitFailuresRepeated", f"present_over_time({ROOM_FAILURES}[1h] offset 1h)",
+               f"{ROOM_FAILURES} offset 1h")),
     ("promql/counter", "api calls summed raw",
      edit_expr("ApiErrors", f"(sum without (action, code) ({RATE_ALL}) > 0)",
                "(sum without (action, code) (zego_digital_human_api_requests_total) > 0)")),
@@ -390,18 +401,25 @@ def test_output_labels_follow_the_engine(expr: str, labels: set[str] | None) -> 
 
 
 @pytest.mark.parametrize(("expr", "allowed"), [
-    ("c_total unless c_total offset 1h", True),
-    ('c_total{a="b"} unless c_total{a="b"} offset 1h', True),
-    ("c_total unless c_total", False),
-    ("c_total offset 1h unless c_total", False),
-    ('c_total unless c_total{a="b"} offset 1h', False),
-    ("c_total and c_total offset 1h", False),
+    ("c_total unless present_over_time(c_total[1h] offset 1h)", True),
+    ('c_total{a="b"} unless present_over_time(c_total{a="b"}[30m] offset 30m)', True),
+    # A plain offset also drops every series that merely had a scrape gap (stale markers)
+    # one window ago: after an exporter restart, old failures would count again.
+    ("c_total unless c_total offset 1h", False),
+    ("c_total unless present_over_time(c_total[1h])", False),
+    ("c_total unless present_over_time(c_total[5m] offset 1h)", False),
+    ("c_total offset 1h unless present_over_time(c_total[1h] offset 1h)", False),
+    ('c_total unless present_over_time(c_total{a="b"}[1h] offset 1h)', False),
+    ("c_total unless count_over_time(c_total[1h] offset 1h)", False),
+    ("c_total and present_over_time(c_total[1h] offset 1h)", False),
 ])
 def test_first_sight_term_is_only_that_shape(expr: str, allowed: bool) -> None:
     node = parse(expr)
-    lhs = [(found, path) for found, path in walk(node) if path and path[-1][1] == 0]
-    (found, path), = lhs
-    assert first_sight_term(path, found) is allowed
+    selectors = [(found, path) for found, path in walk(node)
+                 if isinstance(found, promql.VectorSelector)]
+    assert len(selectors) == 2
+    for found, path in selectors:
+        assert first_sight_term(path, found) is allowed, found
 
 
 def test_rule_comments_are_the_lines_right_above_each_alert() -> None:

@@ -7,29 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.support.clock import FakeClock
+from tests.support.tracking import T0, drain, make, status
 from zego_exporter.responses import TaskStatus
 from zego_exporter.states import state_of
 from zego_exporter.tracker import RefreshPolicy, Tracker
-
-T0 = 1_750_000_000.0
-
-
-def make(policy: RefreshPolicy | None = None) -> tuple[Tracker, FakeClock]:
-    clock = FakeClock(T0)
-    return Tracker(policy or RefreshPolicy(), clock=clock), clock
-
-
-def status(task_id: str, code: int, room: str = "r", stream: str = "s", reason: str = "") -> (
-    TaskStatus
-):
-    return TaskStatus(task_id, code, room, stream, int(T0) - 60, reason)
-
-
-def drain(tracker: Tracker) -> list[str]:
-    claimed = []
-    while (task_id := tracker.claim_due()) is not None:
-        claimed.append(task_id)
-    return claimed
 
 
 def test_new_tasks_are_due_at_once_and_claimed_once() -> None:

@@ -177,6 +177,11 @@ def cli() -> None:
               envvar="ZEGO_EXPORTER_MAX_SCRAPE_WAIT", show_envvar=True, default="2s",
               show_default=True, callback=_duration,
               help="Longest a scrape waits for due lookups before serving the cache.")
+@click.option("--storage.path", "storage_path", envvar="ZEGO_STORAGE_PATH", show_envvar=True,
+              metavar="PATH",
+              help="SQLite file that keeps what the exporter knows (tasks, states, fail "
+                   "reasons, failure counts) across restarts; its directory must exist and be "
+                   "writable. Not set: memory only.")
 @log_options
 def serve(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
           api_url: str, qps: float, timeout: float, task_ids: tuple[str, ...],
@@ -185,7 +190,7 @@ def serve(app_id: int | None, server_secret: str | None, server_secret_file: str
           callback_interval: float, retention: float, callback_secret: str | None,
           callback_secret_file: str | None, callback_path: str, listen_address: str,
           telemetry_path: str, web_config_file: str | None, max_scrape_wait: float,
-          log_level: str, log_format: str) -> None:
+          storage_path: str | None, log_level: str, log_format: str) -> None:
     """Run the exporter (the main job)."""
     config = exporter_config(ServeOptions(
         connection=Connection(app_id, server_secret, server_secret_file, api_url, qps, timeout),
@@ -196,7 +201,7 @@ def serve(app_id: int | None, server_secret: str | None, server_secret_file: str
         callback_secret=callback_secret, callback_secret_file=callback_secret_file,
         callback_path=callback_path, listen_address=listen_address,
         telemetry_path=telemetry_path, web_config_file=web_config_file,
-        max_scrape_wait=max_scrape_wait,
+        max_scrape_wait=max_scrape_wait, storage_path=storage_path,
     ))
     logsetup.configure(log_level, log_format,
                        secrets=_secrets_of(config.server_secret, config.callback_secret))

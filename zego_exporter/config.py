@@ -2,11 +2,11 @@
 
 The command line hands over what click parsed as typed values (`Connection`, `ServeOptions`);
 this module checks what no single flag can check alone (both a secret and its file, a callback
-path equal to the telemetry path, a task file that is not there), reads the secret files, and
-builds the `ExporterConfig` that `serve` runs. The value parsers raise ValueError with a
-message a user can act on; anything else wrong raises ConfigError, shown as one line with exit
-code 2. No message ever includes a secret. It never starts anything, opens no socket, and
-knows nothing of click.
+path equal to the telemetry path, a task file or a storage directory that is not there), reads
+the secret files, and builds the `ExporterConfig` that `serve` runs. The value parsers raise
+ValueError with a message a user can act on; anything else wrong raises ConfigError, shown as
+one line with exit code 2. No message ever includes a secret. It never starts anything, opens
+no socket, and knows nothing of click.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from zego_exporter.client import DEFAULT_API_URL
 from zego_exporter.exporter import ExporterConfig
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskIdError, check_task_id, split_task_ids
+from zego_exporter.storage import path_problem as storage_path_problem
 from zego_exporter.tracker import RefreshPolicy
 from zego_exporter.web import ListenAddressError, parse_listen_address
 
@@ -206,6 +207,7 @@ class ServeOptions:
     telemetry_path: str
     web_config_file: str | None
     max_scrape_wait: float
+    storage_path: str | None
 
 
 def exporter_config(options: ServeOptions) -> ExporterConfig:
@@ -223,6 +225,8 @@ def exporter_config(options: ServeOptions) -> ExporterConfig:
                               "or /-/ready")
     if callback_secret is not None and o.callback_path == o.telemetry_path:
         raise ConfigError("--zego.callback-path and --web.telemetry-path must differ")
+    if o.storage_path and (problem := storage_path_problem(o.storage_path)):
+        raise ConfigError(problem)
     if o.task_file and not os.path.isfile(o.task_file):
         raise ConfigError(f"task file {o.task_file} does not exist or is not a file")
     for flag, value in (("--refresh.interval", o.refresh_interval),
@@ -244,4 +248,5 @@ def exporter_config(options: ServeOptions) -> ExporterConfig:
         telemetry_path=o.telemetry_path, web_config_file=o.web_config_file,
         policy=policy, workers=o.workers, idle_after=o.idle_after or None,
         timeout=o.connection.timeout, max_scrape_wait=o.max_scrape_wait,
+        storage_path=o.storage_path or None,
     )

@@ -2,6 +2,8 @@
 
 This is the one place that knows every part; each part knows only the one before it. It holds
 the configuration as plain values (the CLI builds it from flags) and owns start and stop.
+With a storage path, the tracker starts from what the file holds and the store's writer
+keeps the file up to date beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from zego_exporter.refresh import REJECTED_RETRY_SECONDS, Refresher
 from zego_exporter.responses import ACTIONS
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileWatcher
-from zego_exporter.tracker import STATIC, RefreshPolicy, Tracker
+from zego_exporter.storage import Saved, StorageError, Store, StoreWriter, open_store
+from zego_exporter.tracker import FILE, STATIC, RefreshPolicy, Tracker
 from zego_exporter.web import Endpoints, Security, WebServer, landing_page
 from zego_exporter.webconfig import WebConfigWatcher
 
@@ -63,6 +66,8 @@ class ExporterConfig:
     """Longest pause after ZEGO pushes back (rate limit, busy, 5xx, timeouts), in seconds."""
     rejected_retry: float = REJECTED_RETRY_SECONDS
     """Pause after ZEGO rejects the signature or AppId before probing again, in seconds."""
+    storage_path: str | None = None
+    """SQLite file that keeps what the exporter knows across restarts; None: memory only."""
 
 
 class Exporter:
@@ -89,7 +94,15 @@ class Exporter:
             connect_timeout=config.timeout, read_timeout=config.timeout,
             pool_size=config.workers + 2, observer=self.instruments.observe_api,
         )
-        self.tracker = Tracker(config.policy, clock=clock)
+        opened = _open_storage(config.storage_path) if config.storage_path else None
+        self.tracker = Tracker(config.policy, clock=clock, keep_changes=opened is not None)
+        self.writer: StoreWriter | None = None
+        if opened is not None:
+            store, saved = opened
+            unfinished = self.tracker.restore(saved.tasks, saved.failures)
+            log.info("storage: restored what the last run knew", extra={
+                "path": store.path, "tasks": len(saved.tasks), "to_look_up_first": unfinished})
+            self.writer = StoreWriter(store, self.tracker.take_changes)
         self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)
                          for action in ACTIONS}
         self.refresher = Refresher(
@@ -148,6 +161,11 @@ class Exporter:
         if self.task_file is not None:
             self.task_file.load()
             self.task_file.start()
+        else:
+            self.tracker.set_configured(FILE, ())  # restored tasks of a task file gone since
+        self.tracker.expire()  # restored tasks that ended longer ago than the retention
+        if self.writer is not None:
+            self.writer.start()
         self.refresher.start()
         self.web.start()
         log.info("zego-exporter started", extra={
@@ -167,6 +185,8 @@ class Exporter:
         if self.task_file is not None:
             self.task_file.stop()
         self.refresher.stop()
+        if self.writer is not None:
+            self.writer.stop()  # writes the last changes
         self.client.close()
 
     def render_metrics(
@@ -211,3 +231,11 @@ class Exporter:
                 f"{config.policy.callback_reconcile:g}s to reconcile"
                 if self.callbacks is not None else "off (no callback secret)")),
         ])
+
+
+def _open_storage(path: str) -> tuple[Store, Saved] | None:
+    try:
+        return open_store(path)
+    except StorageError as exc:  # it always serves; what it learns is then not kept
+        log.error("%s; running with memory only", exc)
+        return None

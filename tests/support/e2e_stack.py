@@ -18,7 +18,6 @@ import contextlib
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ import requests
 import yaml
 
 from tests.support.paths import ROOT
+from tests.support.processes import LOCALHOST, free_port
 from zego_exporter.simulator import Simulator
 
 SHIPPED_ALERTS = ROOT / "prometheus" / "alerts.yml"
@@ -41,7 +41,6 @@ SHIPPED_ALERTMANAGER = ROOT / "prometheus" / "alertmanager.yml"
 JOB = "zego-exporter"
 """The scrape job name the shipped rules expect (ZegoDigitalHumanExporterDown matches on it)."""
 
-LOCALHOST = "127.0.0.1"
 STOP_TIMEOUT = 10.0
 LOG_TAIL_LINES = 60
 
@@ -61,13 +60,6 @@ Json = dict[str, Any]
 
 class StackError(RuntimeError):
     """A component did not start, died, or did not get somewhere in time (logs included)."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOCALHOST, 0))
-        return int(probe.getsockname()[1])
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -459,17 +451,18 @@ class Stack:
                  task_ids: Sequence[str] = (), args: Sequence[str] = FAST_EXPORTER_ARGS,
                  callback_secret: str | None = None, web_config: Path | None = None,
                  ca_file: Path | None = None, auth: tuple[str, str] | None = None,
-                 name: str = "exporter") -> ExporterProcess:
+                 name: str = "exporter", port: int | None = None) -> ExporterProcess:
         """`python -m zego_exporter serve` against `api_url`, ready (first API round done).
 
         The secrets go through files, as the contract recommends. With `web_config` it
-        serves HTTPS; readiness is then checked with `ca_file` and `auth`.
+        serves HTTPS; readiness is then checked with `ca_file` and `auth`. It listens on
+        `port` (a free one by default): the same port again for an exporter that restarts.
         """
         directory = self._dir(name)
         secret_file = directory / "server-secret"
         secret_file.write_text(server_secret + "\n", encoding="utf-8")
         secret_file.chmod(0o600)
-        port = free_port()
+        port = free_port() if port is None else port
         argv = [
             sys.executable, "-m", "zego_exporter", "serve",
             f"--zego.app-id={app_id}", f"--zego.server-secret-file={secret_file}",

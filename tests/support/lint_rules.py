@@ -142,24 +142,33 @@ def is_counter(name: str | None) -> bool:
 
 
 def first_sight_term(path: NodePath, node: Node) -> bool:
-    """Whether `node` is one side of `c unless c offset w`, the one raw read of a counter here.
+    """Whether `node` is a selector of `c unless present_over_time(c[w] offset w)`, the one raw
+    read of a counter here.
 
     A task the exporter first sees already failed starts its failures series at 1, with no
-    earlier sample for increase() to compare with; `c unless c offset w` keeps exactly the
-    series that did not exist a window ago, and their value is the failures since they
-    appeared (prometheus/alerts.yml, ZegoDigitalHumanRoomInitFailuresRepeated). Any other
-    shape, an offset on the left or a different selector on the right, is not this term.
+    earlier sample for increase() to compare with; the term keeps exactly the series that had
+    no sample in the window before the last one, and their value is the failures since they
+    appeared (prometheus/alerts.yml, ZegoDigitalHumanRoomInitFailuresRepeated). A plain
+    `c offset w` on the right would also keep every series that merely had a scrape gap (a
+    restart) w ago. Any other shape (an offset on the left, another selector, function or
+    window on the right) is not this term.
     """
     if not path or not isinstance(node, promql.VectorSelector):
         return False
-    parent, _ = path[-1]
-    if not isinstance(parent, promql.BinaryExpr) or op(parent) != "unless":
+    term = next((parent for parent, _ in reversed(path)
+                 if isinstance(parent, promql.BinaryExpr)), None)
+    if term is None or op(term) != "unless":
         return False
-    lhs, rhs = unparen(parent.lhs), unparen(parent.rhs)
-    if not (isinstance(lhs, promql.VectorSelector) and isinstance(rhs, promql.VectorSelector)):
+    lhs, rhs = unparen(term.lhs), unparen(term.rhs)
+    if not (isinstance(lhs, promql.VectorSelector) and is_call(rhs, "present_over_time")):
         return False
-    same = lhs.name == rhs.name and str(lhs.matchers) == str(rhs.matchers)
-    return same and lhs.offset is None and rhs.offset is not None
+    (window,) = rhs.args
+    if not isinstance(window, promql.MatrixSelector):
+        return False
+    earlier = window.vector_selector
+    same = lhs.name == earlier.name and str(lhs.matchers) == str(earlier.matchers)
+    shape = same and lhs.offset is None and earlier.offset == window.range
+    return shape and node in (lhs, earlier) and path[-1][0] in (term, window)
 
 
 # Grafana's global variables as dashboard-linter expands them (lint/variables.go): durations
@@ -709,7 +718,8 @@ def target_instance(dashboard: Json) -> Problems:
 def target_counter_agg(dashboard: Json) -> Problems:
     """dashboard-linter target-counter-agg-rule (lint/rule_target_counter_agg.go): a counter is
     only read through rate(), irate() or increase() of a range. The exception is the
-    first-sight term `c unless c offset w` (see first_sight_term), which the failure panels
+    first-sight term `c unless present_over_time(c[w] offset w)` (see first_sight_term), which
+    the failure panels
     share with ZegoDigitalHumanRoomInitFailuresRepeated. Upstream matches `_total` on the
     selector's text (so only bare selectors); here on the metric name, and histogram series."""
     for panel, _, node in targets(dashboard):
@@ -808,7 +818,8 @@ COUNTER_SAFE_FUNCTIONS = frozenset({
 def alert_counter(files: AlertFiles) -> Problems:
     """pint promql/counter (internal/checks/promql_counter.go): no direct read of a counter's
     value. Safe: inside one of pint's counter-safe functions, under count() or group(), or on
-    the right of `unless`. The exception is the first-sight term `c unless c offset w` of
+    the right of `unless`. The exception is the first-sight term
+    `c unless present_over_time(c[w] offset w)` of
     ZegoDigitalHumanRoomInitFailuresRepeated (see first_sight_term), explained in its comment.
     Counter types come from the contract instead of Prometheus' metadata API."""
     for rule, node in alert_expressions(files):

@@ -1,0 +1,452 @@
+"""The storage file (`--storage.path`): what the tracker knows survives a restart.
+
+Unit tests of zego_exporter/storage.py with a real SQLite file in a temp directory and a
+hand-held clock: the writer is flushed by hand, never by waiting. A "crash" here is a store
+that is abandoned without being closed (the file then holds what was committed, as after a
+kill -9); tests/test_durability.py kills a real `serve` process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support.clock import FakeClock
+from tests.support.tracking import T0, drain, status
+from zego_exporter.storage import (
+    SCHEMA_VERSION,
+    Saved,
+    StorageError,
+    StoreWriter,
+    open_store,
+    path_problem,
+)
+from zego_exporter.tracker import Changes, RefreshPolicy, Snapshot, TaskView, Tracker
+
+STORAGE_LOGGER = "zego_exporter.storage"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "zego-exporter.db"
+
+
+class Run:
+    """One run of the exporter's tracker over a storage file (what Exporter wires up)."""
+
+    def __init__(self, path: Path, clock: FakeClock, policy: RefreshPolicy | None = None) -> None:
+        self.store, self.saved = open_store(str(path), clock=clock)
+        self.tracker = Tracker(policy or RefreshPolicy(), clock=clock, keep_changes=True)
+        self.unfinished = self.tracker.restore(self.saved.tasks, self.saved.failures)
+        self.writer = StoreWriter(self.store, self.tracker.take_changes)
+
+    def flush(self) -> int:
+        return self.writer.flush()
+
+    def crash(self) -> None:
+        """Gone without a last write or a close, as after kill -9 (what was flushed stays)."""
+
+
+def saved_ids(path: Path) -> list[str]:
+    """The TaskIds a new run reads back from the file."""
+    return [task.view.task_id for task in Run(path, FakeClock(T0)).saved.tasks]
+
+
+def views(snapshot: Snapshot) -> dict[str, TaskView]:
+    return {view.task_id: view for view in snapshot.tasks}
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == STORAGE_LOGGER and r.levelno >= logging.WARNING]
+
+
+# -- what is kept, and what a restart does with it ----------------------------------------------
+
+def a_run_that_saw_everything(path: Path, clock: FakeClock) -> Run:
+    """Tasks in every state, from every source, with a failure counted by each source."""
+    run = Run(path, clock)
+    tracker = run.tracker
+    tracker.set_configured("static", ["init", "stream", "failed", "stopped", "gone", "typo"])
+    tracker.set_configured("file", ["stream", "filed"])
+    drain(tracker)
+    tracker.record_lookup(status("init", 1, "r1", "s1"))
+    tracker.record_lookup(status("stream", 3, "r1", "s2"))
+    tracker.record_lookup(status("failed", 2, "r1", "s3", "model load timeout"))
+    tracker.record_lookup(status("stopped", 5, "r2", "s4"))
+    tracker.record_lookup(status("filed", 3, "r2", "s5"))
+    tracker.record_lookup(status("gone", 3, "r2", "s6"))
+    tracker.record_not_found("gone")  # seen streaming: stopped
+    tracker.record_not_found("typo")  # never seen: not_found
+    tracker.record_discovery([status("found", 1, "r3", "s7"), status("left", 1, "r3", "s8")])
+    tracker.record_discovery([status("found", 1, "r3", "s7")])
+    drain(tracker)
+    tracker.record_lookup(status("left", 2, "r3", "s8", "quota exceeded"))
+    # Learned from callbacks only: a failure not yet confirmed by a lookup, and a stream.
+    tracker.record_callback(status("pushed", 2, "r4", "s9", "bad avatar"), event_time=T0 * 1000)
+    tracker.record_callback(status("pushed-ok", 3, "r4", "s10"), event_time=T0 * 1000)
+    return run
+
+
+def test_every_state_reason_source_and_count_survives_a_crash(db: Path) -> None:
+    clock = FakeClock(T0)
+    first = a_run_that_saw_everything(db, clock)
+    assert first.flush() > 0
+    before = first.tracker.snapshot()
+    first.crash()
+
+    clock.now += 60
+    second = Run(db, clock)
+    after = second.tracker.snapshot()
+    assert views(after) == views(before)
+    assert after.failures == before.failures == {
+        ("r1", "s1"): 0, ("r1", "s2"): 0, ("r1", "s3"): 1, ("r2", "s4"): 0, ("r2", "s5"): 0,
+        ("r2", "s6"): 0, ("r3", "s7"): 0, ("r3", "s8"): 1, ("r4", "s9"): 1, ("r4", "s10"): 0}
+    assert after.sources == before.sources
+    assert {v.task_id: v.state for v in after.tasks} == {
+        "init": "initializing", "stream": "streaming", "failed": "init_failed",
+        "stopped": "stopped", "gone": "stopped", "typo": "not_found", "filed": "streaming",
+        "found": "initializing", "left": "init_failed", "pushed": "init_failed",
+        "pushed-ok": "streaming"}
+    assert views(after)["left"].fail_reason == "quota exceeded"
+
+
+def test_unfinished_tasks_are_looked_up_before_anything_else_and_endings_never(db: Path) -> None:
+    clock = FakeClock(T0)
+    a_run_that_saw_everything(db, clock).flush()
+    clock.now += 60
+    second = Run(db, clock)
+    # Running, or ended by a callback no lookup has confirmed yet ("pushed").
+    unfinished = {"init", "stream", "filed", "found", "pushed", "pushed-ok"}
+    assert second.unfinished == len(unfinished)
+    second.tracker.set_configured("static", ["init", "stream", "failed", "stopped", "gone",
+                                             "typo", "new"])
+    second.tracker.set_configured("file", ["stream", "filed"])
+    claimed = drain(second.tracker)
+    assert set(claimed[:len(unfinished)]) == unfinished
+    assert claimed[len(unfinished):] == ["new"]  # a never-fetched task comes after them
+    clock.now += 1e6
+    assert drain(second.tracker) == []  # the rest is in flight; endings never asked again
+
+
+def test_a_failure_counted_before_a_restart_is_not_counted_again(db: Path) -> None:
+    clock = FakeClock(T0)
+    first = Run(db, clock)
+    first.tracker.set_configured("static", ["failed", "init", "init2"])
+    drain(first.tracker)
+    first.tracker.record_lookup(status("failed", 2, "r", "s1", "boom"))
+    first.tracker.record_lookup(status("init", 1, "r", "s2"))
+    first.tracker.record_lookup(status("init2", 1, "r", "s3"))
+    first.flush()
+
+    # While it was down: "init" failed, "init2" ended and ZEGO forgot it.
+    second = Run(db, clock)
+    second.tracker.set_configured("static", ["failed", "init", "init2"])
+    drain(second.tracker)
+    second.tracker.record_lookup(status("init", 2, "r", "s2", "timeout"))
+    second.tracker.record_not_found("init2")
+    second.tracker.record_callback(status("failed", 2, "r", "s1", "boom"))  # ZEGO's retry
+    second.tracker.record_discovery([status("failed", 2, "r", "s1", "boom")])
+    assert second.tracker.snapshot().failures == {("r", "s1"): 1, ("r", "s2"): 1,
+                                                   ("r", "s3"): 0}
+    init2 = second.tracker.view("init2")
+    assert init2 is not None and init2.state == "stopped"  # seen before: never not_found
+    second.flush()
+
+    third = Run(db, clock)
+    assert third.tracker.snapshot().failures == second.tracker.snapshot().failures
+
+
+def test_changes_are_coalesced_latest_wins_in_one_transaction(db: Path) -> None:
+    clock = FakeClock(T0)
+    run = Run(db, clock)
+    commits: list[int] = []
+    write = run.store.write
+
+    def counted(changes: Changes) -> int:
+        commits.append(len(changes.tasks))
+        return write(changes)
+
+    run.store.write = counted  # type: ignore[method-assign]
+    ids = [f"t{n}" for n in range(10_000)]
+    run.tracker.set_configured("static", ids)
+    drain(run.tracker)
+    for code in (1, 3, 2):  # every task changes three times before the writer's turn
+        for task_id in ids:
+            run.tracker.record_lookup(status(task_id, code, "r", task_id, "late failure"))
+    assert run.flush() == 2 * 10_000  # the tasks and the failure count of each one's stream
+    assert commits == [10_000]
+    assert run.flush() == 0
+    assert commits == [10_000]
+    saved = Run(db, clock).saved
+    assert {task.view.state for task in saved.tasks} == {"init_failed"}
+    assert set(saved.failures.values()) == {1} and len(saved.failures) == 10_000
+
+
+def test_fetch_times_alone_are_not_written(db: Path) -> None:
+    clock = FakeClock(T0)
+    run = Run(db, clock)
+    run.tracker.record_discovery([status("a", 3)])
+    assert run.flush() == 1
+    for _ in range(5):
+        clock.now += 30
+        run.tracker.record_discovery([status("a", 3)])
+    assert run.flush() == 0  # the same answer, newer: nothing to write for it
+    run.tracker.record_discovery([status("a", 1)])
+    assert run.flush() == 1
+    (task,) = Run(db, clock).saved.tasks
+    assert (task.view.state, task.view.last_success) == ("initializing", clock.now)
+
+
+def test_forgotten_tasks_leave_the_file_with_their_counts(db: Path) -> None:
+    clock = FakeClock(T0)
+    run = Run(db, clock, RefreshPolicy(retention=3600))
+    run.tracker.set_configured("static", ["mine", "dropped"])
+    run.tracker.record_discovery([status("found", 1, "r", "s1")])
+    run.tracker.record_discovery([])
+    drain(run.tracker)
+    run.tracker.record_lookup(status("found", 2, "r", "s1", "boom"))
+    run.flush()
+    assert len(Run(db, clock).saved.tasks) == 3
+
+    run.tracker.set_configured("static", ["mine"])
+    clock.now += 3601
+    assert run.tracker.expire() == 1
+    run.flush()
+    saved = Run(db, clock).saved
+    assert [task.view.task_id for task in saved.tasks] == ["mine"]
+    assert saved.failures == {}
+
+
+def test_tasks_that_ended_past_retention_while_it_was_down_are_dropped_at_start(
+        db: Path) -> None:
+    clock = FakeClock(T0)
+    first = Run(db, clock, RefreshPolicy(retention=3600))
+    first.tracker.record_discovery([status("found", 1, "r", "s1"), status("on", 3, "r", "s2")])
+    first.tracker.record_discovery([status("on", 3, "r", "s2")])
+    drain(first.tracker)
+    first.tracker.record_lookup(status("found", 2, "r", "s1", "boom"))
+    first.flush()
+
+    clock.now += 2 * 3600
+    second = Run(db, clock, RefreshPolicy(retention=3600))
+    assert second.tracker.expire() == 1  # what Exporter.start does before anything else
+    second.flush()
+    assert saved_ids(db) == ["on"]
+
+
+def test_sources_gone_since_the_last_run_let_go_of_their_tasks(db: Path) -> None:
+    clock = FakeClock(T0)
+    first = Run(db, clock)
+    first.tracker.set_configured("static", ["a", "b"])
+    first.tracker.set_configured("file", ["b", "c"])
+    first.flush()
+    second = Run(db, clock)
+    second.tracker.set_configured("static", ["a"])
+    second.tracker.set_configured("file", [])  # started without the task file
+    second.flush()
+    assert saved_ids(db) == ["a"]
+
+
+def test_restored_configured_tasks_must_be_asked_again_before_ready(db: Path) -> None:
+    clock = FakeClock(T0)
+    first = Run(db, clock)
+    first.tracker.set_configured("static", ["running", "ended"])
+    drain(first.tracker)
+    first.tracker.record_lookup(status("running", 3))
+    first.tracker.record_lookup(status("ended", 5))
+    assert first.tracker.first_round_done()
+    first.flush()
+
+    second = Run(db, clock)
+    second.tracker.set_configured("static", ["running", "ended"])
+    assert not second.tracker.first_round_done()  # its data is from the last run
+    assert drain(second.tracker) == ["running"]
+    second.tracker.record_lookup_failure("running")
+    assert second.tracker.first_round_done()  # asked: what a cold start would wait for
+
+
+def test_a_failed_write_is_kept_and_written_with_later_changes(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(T0)
+    run = Run(db, clock)
+    write = run.store.write
+    failing = [True]
+
+    def flaky(changes: Changes) -> int:
+        if failing[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return write(changes)
+
+    run.store.write = flaky  # type: ignore[method-assign]
+    run.tracker.set_configured("static", ["a", "b"])
+    drain(run.tracker)
+    run.tracker.record_lookup(status("a", 1, "r", "s"))
+    with caplog.at_level(logging.INFO, STORAGE_LOGGER):
+        assert run.flush() == 0
+        run.tracker.record_lookup(status("a", 2, "r", "s", "boom"))
+        assert run.flush() == 0
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and "disk is full" in getattr(errors[0], "error", "")
+        failing[0] = False
+        assert run.flush() == 3  # both tasks and the count, as they are now
+        assert any("work again" in r.getMessage() for r in caplog.records)
+    saved = Run(db, clock).saved
+    assert {t.view.task_id: t.view.state for t in saved.tasks} == {
+        "a": "init_failed", "b": "unknown"}
+    assert saved.failures == {("r", "s"): 1}
+
+
+def test_stopping_the_writer_writes_what_is_left_and_closes_the_file(db: Path) -> None:
+    clock = FakeClock(T0)
+    run = Run(db, clock)
+    run.tracker.set_configured("static", ["a"])
+    run.writer.stop()
+    assert not (db.parent / (db.name + "-wal")).exists()  # checkpointed into the file
+    assert saved_ids(db) == ["a"]
+
+
+# -- files that cannot be used --------------------------------------------------------------------
+
+def saved_file(path: Path, tasks: int) -> None:
+    clock = FakeClock(T0)
+    run = Run(path, clock)
+    run.tracker.set_configured("static", [f"task-{n:05d}-{'x' * 40}" for n in range(tasks)])
+    run.writer.stop()
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a database, just text that someone wrote here\n" * 100)
+
+
+def truncated(path: Path) -> None:
+    saved_file(path, 3000)
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def newer(path: Path) -> None:
+    saved_file(path, 10)
+    with sqlite3.connect(path) as other:
+        other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+
+def not_ours(path: Path) -> None:
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+
+
+def scrambled_pages(path: Path) -> None:
+    saved_file(path, 3000)
+    data = bytearray(path.read_bytes())
+    for offset in range(8192, len(data), 4096):  # every page after the first two
+        data[offset:offset + 64] = os.urandom(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("spoil", "kind", "says"), [
+    (garbage, "corrupt", "not a database"),
+    (truncated, "corrupt", "malformed"),
+    (scrambled_pages, "corrupt", ""),
+    (newer, "newer", "newer zego-exporter"),
+    (not_ours, "corrupt", "not a zego-exporter storage file"),
+])
+def test_a_file_that_cannot_be_used_is_moved_aside_and_a_new_one_started(
+        db: Path, caplog: pytest.LogCaptureFixture, spoil: object, kind: str, says: str) -> None:
+    assert callable(spoil)
+    spoil(db)
+    original = db.read_bytes()
+    clock = FakeClock(T0)
+    with caplog.at_level(logging.INFO, STORAGE_LOGGER):
+        run = Run(db, clock)
+    (warning,) = warnings_of(caplog)
+    aside = Path(warning.__dict__["moved_to"])
+    assert aside.name.startswith(f"{db.name}.{kind}-2025"), aside  # T0 is in June 2025
+    assert says in warning.__dict__["problem"]
+    assert aside.read_bytes() == original  # kept for a look, or for a newer version
+    assert run.saved == Saved()
+    # The new file works.
+    run.tracker.set_configured("static", ["a"])
+    run.flush()
+    assert saved_ids(db) == ["a"]
+
+
+def test_an_empty_file_is_a_new_store_without_a_warning(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db.write_bytes(b"")
+    run = Run(db, FakeClock(T0))
+    assert run.saved == Saved() and warnings_of(caplog) == []
+
+
+def test_a_write_ahead_log_without_its_file_is_moved_aside(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saved_file(db, 10)
+    stale = os.urandom(8192)
+    Path(f"{db}-wal").write_bytes(stale)
+    db.unlink()
+    run = Run(db, FakeClock(T0))
+    assert run.saved == Saved()
+    (warning,) = warnings_of(caplog)
+    assert Path(warning.__dict__["moved_to"] + "-wal").read_bytes() == stale
+
+
+def test_rows_this_program_cannot_have_written_are_skipped_and_deleted(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    saved_file(db, 3)
+    with sqlite3.connect(db) as other:
+        other.execute("UPDATE tasks SET state = 'exploded' WHERE task_id LIKE 'task-00000%'")
+        other.execute("UPDATE tasks SET status = 'three' WHERE task_id LIKE 'task-00001%'")
+        other.execute("INSERT INTO failures VALUES ('r', 's', -4)")
+    run = Run(db, FakeClock(T0))
+    assert len(run.saved.tasks) == 1 and run.saved.skipped == 3
+    (warning,) = warnings_of(caplog)
+    assert "could not be read" in warning.getMessage()
+    run.crash()
+    assert Run(db, FakeClock(T0)).saved.skipped == 0
+
+
+def test_a_file_locked_by_another_process_is_left_alone(db: Path) -> None:
+    saved_file(db, 3)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("PRAGMA locking_mode = EXCLUSIVE")  # held until it closes, readers too
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("DELETE FROM failures")
+    other.execute("COMMIT")
+    try:
+        with pytest.raises(StorageError, match="in use by another process"):
+            open_store(str(db), clock=FakeClock(T0), busy_timeout=0)
+    finally:
+        other.close()
+    assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # not moved aside
+
+
+# -- paths that can never work: configuration errors ----------------------------------------------
+
+def test_path_problems_name_the_cause_and_the_fix(tmp_path: Path) -> None:
+    assert path_problem(str(tmp_path / "zego-exporter.db")) is None
+    assert path_problem("relative.db") is None or os.access(".", os.W_OK) is False
+    directory = path_problem(str(tmp_path))
+    assert directory is not None and "is a directory" in directory
+    assert str(tmp_path / "zego-exporter.db") in directory
+    missing = path_problem(str(tmp_path / "no" / "such" / "x.db"))
+    assert missing is not None and "does not exist" in missing and "create it" in missing
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    special = path_problem(str(fifo))
+    assert special is not None and "not a regular file" in special
+    assert list(tmp_path.iterdir()) == [fifo]  # the probe left nothing behind
+
+
+def test_a_directory_the_user_cannot_write_to_is_a_problem(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    # Permission bits do not stop root; sysfs refuses new files to everyone.
+    directory = locked if os.geteuid() != 0 else Path("/sys")
+    problem = path_problem(str(directory / "zego-exporter.db"))
+    assert problem is not None
+    assert f"cannot create files in {directory} (Permission denied)" in problem
+    assert "make it writable" in problem
