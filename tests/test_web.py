@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import get_chunks
+from tests.support.processes import Response, fetch, get_chunks
 from zego_exporter.web import (
     SCRAPE_TIMEOUT_HEADER,
     Endpoints,
@@ -177,23 +177,11 @@ def serve() -> Iterator[Callable[..., WebServer]]:
         server.stop()
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 def request(server: WebServer, method: str, path: str, *, body: bytes | None = None,
-            headers: dict[str, str] | None = None, host: str = "127.0.0.1") -> Answer:
-    conn = http.client.HTTPConnection(host, server.port, timeout=5)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                      response.read())
-    finally:
-        conn.close()
+            headers: dict[str, str] | None = None, host: str = "127.0.0.1") -> Response:
+    authority = f"[{host}]" if ":" in host else host
+    return fetch(f"http://{authority}:{server.port}", path, method=method, headers=headers,
+                 body=body, timeout=5)
 
 
 def raw(server: WebServer, data: bytes) -> bytes:

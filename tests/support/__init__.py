@@ -5,8 +5,9 @@ pyproject.toml), and scripts run from it as modules (`python -m bench.soak`,
 `python -m grafana.preview`), so nothing edits sys.path. Each module has one job: `paths`
 (where the repository is), `clock` (a fake clock), `credentials` (the test AppId and secret),
 `components` (real programs a test needs), `waiting` (polling for a condition with a deadline),
-`processes` (the exporter as a subprocess, scraped over HTTP), `commands` (the command line as
-a user meets it), `strategies` (hypothesis strategies), `certs` (a throwaway PKI),
+`tracking` (a tracker filled by hand), `processes` (the exporter as a subprocess, asked over
+HTTP), `scrapes` (reading a scrape), `commands` (the command line as a user meets it), `load`
+(many scrapers at once), `strategies` (hypothesis strategies), `certs` (a throwaway PKI),
 `contract_metrics` (the contract's metric table), `standin` (an independent model of ZEGO's
 API), `e2e_stack` (a real Prometheus and Alertmanager on loopback) and `lint_rules` (the
 dashboard and alert linters). Nothing here is a test, and nothing in zego_exporter imports it.
