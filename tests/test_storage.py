@@ -42,7 +42,8 @@ class Run:
         self.store, self.saved = open_store(str(path), clock=clock)
         self.tracker = Tracker(policy or RefreshPolicy(), clock=clock, keep_changes=True)
         self.unfinished = self.tracker.restore(self.saved.tasks, self.saved.failures)
-        self.writer = StoreWriter(self.store, self.tracker.take_changes)
+        self.writer = StoreWriter(self.store, self.tracker.take_changes,
+                                  written=self.tracker.changes_written)
 
     def flush(self) -> int:
         return self.writer.flush()
@@ -150,14 +151,57 @@ def test_a_failure_counted_before_a_restart_is_not_counted_again(db: Path) -> No
     second.tracker.record_not_found("init2")
     second.tracker.record_callback(status("failed", 2, "r", "s1", "boom"))  # ZEGO's retry
     second.tracker.record_discovery([status("failed", 2, "r", "s1", "boom")])
+    second.flush()
     assert second.tracker.snapshot().failures == {("r", "s1"): 1, ("r", "s2"): 1,
                                                    ("r", "s3"): 0}
     init2 = second.tracker.view("init2")
     assert init2 is not None and init2.state == "stopped"  # seen before: never not_found
-    second.flush()
 
     third = Run(db, clock)
     assert third.tracker.snapshot().failures == second.tracker.snapshot().failures
+
+
+def test_scrapes_show_a_failure_only_once_it_is_written_so_a_crash_cannot_lower_the_count(
+        db: Path) -> None:
+    """A count a kill -9 could take back would go 1 -> 0 -> 1 across the restart, and
+    increase() would read the drop as a counter reset and count that failure twice."""
+    clock = FakeClock(T0)
+    shown: list[int] = []
+
+    def scrape(run: Run) -> None:
+        shown.append(run.tracker.snapshot().failures.get(("r", "s"), 0))
+
+    first = Run(db, clock)
+    first.tracker.set_configured("static", ["a", "b"])
+    drain(first.tracker)
+    first.tracker.record_lookup(status("a", 2, "r", "s", "boom"))
+    first.tracker.record_lookup(status("b", 1, "r", "s"))
+    scrape(first)
+    assert shown == [0]  # counted, not written yet
+    first.flush()
+    scrape(first)
+    assert shown == [0, 1]
+    first.tracker.record_lookup(status("b", 2, "r", "s", "boom"))  # counted...
+    scrape(first)
+    first.crash()  # ...and lost before it was written
+
+    second = Run(db, clock)
+    second.tracker.set_configured("static", ["a", "b"])
+    drain(second.tracker)
+    scrape(second)
+    second.tracker.record_lookup(status("a", 2, "r", "s", "boom"))  # counted before the crash
+    second.tracker.record_lookup(status("b", 2, "r", "s", "boom"))  # learned anew: counted
+    second.flush()
+    scrape(second)
+    assert shown == [0, 1, 1, 1, 2]  # never down, and each failure once
+
+
+def test_without_storage_a_failure_shows_at_once() -> None:
+    tracker = Tracker(RefreshPolicy(), clock=FakeClock(T0))
+    tracker.set_configured("static", ["a"])
+    drain(tracker)
+    tracker.record_lookup(status("a", 2, "r", "s", "boom"))
+    assert tracker.snapshot().failures == {("r", "s"): 1}
 
 
 def test_changes_are_coalesced_latest_wins_in_one_transaction(db: Path) -> None:

@@ -102,7 +102,8 @@ class Exporter:
             unfinished = self.tracker.restore(saved.tasks, saved.failures)
             log.info("storage: restored what the last run knew", extra={
                 "path": store.path, "tasks": len(saved.tasks), "to_look_up_first": unfinished})
-            self.writer = StoreWriter(store, self.tracker.take_changes)
+            self.writer = StoreWriter(store, self.tracker.take_changes,
+                                      written=self.tracker.changes_written)
         self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)
                          for action in ACTIONS}
         self.refresher = Refresher(

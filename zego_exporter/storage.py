@@ -338,17 +338,20 @@ def _move_orphans(path: str) -> None:
 class StoreWriter:
     """Writes what changes in the tracker to the store, batched, from a thread of its own.
 
-    `take_changes` is Tracker.take_changes. Tests call `flush` by hand instead of starting the
+    `take_changes` is Tracker.take_changes, and `written` (Tracker.changes_written) is told
+    of each batch once it is committed. Tests call `flush` by hand instead of starting the
     thread. A batch that fails to write is kept (merged with later changes, the newer state
     winning) and tried again at the next turn; the problem is logged when it starts, then at
     most every REPORT_EVERY seconds.
     """
 
     def __init__(self, store: Store, take_changes: Callable[[], Changes], *,
+                 written: Callable[[Changes], None] = lambda _: None,
                  interval: float = WRITE_INTERVAL,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._take_changes = take_changes
+        self._written = written
         self._interval = interval
         self._mono = monotonic
         self._pending = Changes()
@@ -372,6 +375,7 @@ class StoreWriter:
                 self._failed(exc)
                 return 0
             self._pending = Changes()
+            self._written(changes)
             if self._failing_since is not None:
                 log.info("storage writes work again", extra={
                     "path": self.store.path,
@@ -406,7 +410,8 @@ class StoreWriter:
             return
         self._reported_at = now
         log.error("cannot write the storage file; what changed is kept in memory and written "
-                  "when it works again: check free space and permissions of its directory",
+                  "when it works again (failures_total shows only the failures written until "
+                  "then): check free space and permissions of its directory",
                   extra={"path": self.store.path, "error": _reason(exc),
                          "pending": len(self._pending.tasks) + len(self._pending.failures)})
 

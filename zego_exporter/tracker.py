@@ -203,6 +203,11 @@ class Tracker:
         # TaskIds and pairs changed since the last take_changes; None when nobody takes them.
         self._changed_tasks: set[str] | None = set() if keep_changes else None
         self._changed_pairs: set[tuple[str, str]] = set()
+        # With storage on, scrapes show each failure count only once it is written: a count a
+        # kill -9 could still take back would go down after the restart, and increase() reads a
+        # counter that goes down as a reset and counts its whole value again.
+        self._written_failures: dict[tuple[str, str], int] | None = (
+            {} if keep_changes else None)
 
     # -- sources --
 
@@ -490,6 +495,9 @@ class Tracker:
             failures = dict.fromkeys(self._pair_tasks, 0)
             failures.pop(_UNKNOWN_PAIR, None)
             failures.update(self._failures)
+            if (written := self._written_failures) is not None:
+                failures = {pair: min(count, written.get(pair, 0))
+                            for pair, count in failures.items()}
             return Snapshot(now, tasks, failures, sources, backlog, self._api_up, self.policy)
 
     def view(self, task_id: str) -> TaskView | None:
@@ -526,8 +534,11 @@ class Tracker:
                     unfinished += 1
                     self._reschedule_locked(entry, -math.inf, _RESTORED)
             saved_pairs = dict(failures)
-            self._failures.update(
-                (pair, count) for pair, count in saved_pairs.items() if pair in self._pair_tasks)
+            kept = {pair: count for pair, count in saved_pairs.items()
+                    if pair in self._pair_tasks}
+            self._failures.update(kept)
+            if self._written_failures is not None:
+                self._written_failures.update(kept)
             if self._changed_tasks is not None:
                 # What was just read needs no writing back; a count without a task does not
                 # stay (as at run time, a pair's count goes when its last task does).
@@ -555,6 +566,18 @@ class Tracker:
         tasks = {task_id: None if saved is None else SavedTask(
             saved[0], _SOURCES_OF_BITS[saved[1]], *saved[2:]) for task_id, saved in taken}
         return Changes(tasks, failures)
+
+    def changes_written(self, changes: Changes) -> None:
+        """Storage has committed `changes`: the failure counts in them may be shown now."""
+        with self._lock:
+            written = self._written_failures
+            if written is None:
+                return
+            for pair, count in changes.failures.items():
+                if count is None:
+                    written.pop(pair, None)
+                else:
+                    written[pair] = count
 
     # -- internals (lock held) --
 
