@@ -347,6 +347,29 @@ def test_an_answer_to_a_request_sent_before_a_callback_does_not_undo_it() -> Non
     assert tracker.snapshot().failures == {("r", "s"): 1}
 
 
+def test_a_running_list_cannot_reopen_a_task_whose_ending_a_lookup_confirmed() -> None:
+    """A list asked before the lookup that found init_failed (or a stale one) still shows the
+    task initializing: it must not undo the known ending, whose FailReason would otherwise be
+    lost when the next lookup finds nothing (the contract: a known init_failed stays)."""
+    tracker, clock = make(RefreshPolicy(fast_interval=5))
+    tracker.set_configured("static", ["t"])
+    asked = clock.now
+    tracker.record_discovery([status("t", 1)], asked_at=asked)
+    clock.now += 20
+    assert drain(tracker) == ["t"]
+    tracker.record_lookup(status("t", 2, reason="model load timeout"))
+    tracker.record_discovery([status("t", 1)], asked_at=asked)  # asked before the lookup
+    tracker.record_discovery([status("t", 1)])  # or ZEGO's list lagging behind
+    tracker.record_discovery([])
+    clock.now += 20
+    drain(tracker)
+    tracker.record_not_found("t")
+    view = tracker.view("t")
+    assert view is not None and (view.state, view.fail_reason) == (
+        "init_failed", "model load timeout")
+    assert tracker.snapshot().failures == {("r", "s"): 1}
+
+
 def test_a_task_never_seen_can_still_show_up_later() -> None:
     tracker, _ = make()
     tracker.set_configured("static", ["early"])
@@ -362,12 +385,14 @@ TASKS = ("a", "b", "c")
 """a and b are configured; c comes only from the list or a callback."""
 PAIRS = {task: (f"room_{task}", f"stream_{task}") for task in TASKS}
 REASONS = ("", "no render node available", "model load timeout")
+KNOWN_ENDINGS = ("init_failed", "stopped")
 
 
 class StateRules(RuleBasedStateMachine):
     """Any order of callbacks, lists, lookup answers and failed lookups, against a model of
-    the contract's state rules (and of one ordering rule: an answer to a request sent before
-    a callback was applied does not override the callback)."""
+    the contract's state rules (and of two ordering rules: an answer to a request sent before
+    a callback was applied does not override the callback, and nothing reopens a task whose
+    ending a lookup confirmed)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -380,14 +405,22 @@ class StateRules(RuleBasedStateMachine):
         self.failed: set[str] = set()
         self.asked: dict[str, float] = {}  # when the lookup in flight was sent
         self.callback_at: dict[str, float] = {}  # when the latest callback was applied
+        self.confirmed: set[str] = set()  # a lookup settled its ending (or not_found)
 
     def stale(self, task_id: str, asked_at: float | None) -> bool:
         """An answer to a request sent before the latest callback: the callback stands."""
         applied = self.callback_at.get(task_id)
         return asked_at is not None and applied is not None and applied >= asked_at
 
+    def reopens(self, task_id: str, code: int) -> bool:
+        """News of a running task whose ending a lookup confirmed: tasks never come back."""
+        return (task_id in self.confirmed and self.state.get(task_id) in KNOWN_ENDINGS
+                and state_of(code) not in KNOWN_ENDINGS)
+
     def answered(self, task_id: str, code: int, reason: str) -> None:
         self.tracked.add(task_id)
+        if state_of(code) not in KNOWN_ENDINGS:
+            self.confirmed.discard(task_id)
         self.state[task_id] = state_of(code)
         self.reason[task_id] = reason if code == 2 else ""
         if code == 2:
@@ -400,8 +433,10 @@ class StateRules(RuleBasedStateMachine):
     @rule(task_id=st.sampled_from(TASKS), code=st.sampled_from([1, 2, 3, 4, 5, 7]),
           reason=st.sampled_from(REASONS), event_time=st.none() | st.integers(0, 20))
     def callback(self, task_id: str, code: int, reason: str, event_time: int | None) -> None:
+        reopens = self.reopens(task_id, code)
         if self.tracker.record_callback(self.answer(task_id, code, reason),
                                         None if event_time is None else float(event_time)):
+            assert not reopens, (task_id, code)
             self.answered(task_id, code, reason)
             self.callback_at[task_id] = self.clock.now
 
@@ -413,7 +448,8 @@ class StateRules(RuleBasedStateMachine):
         self.tracker.record_discovery([self.answer(t, code, "") for t, code in listed],
                                       asked_at=asked_at)
         for task_id, code in listed:
-            if not (task_id in self.tracked and self.stale(task_id, asked_at)):
+            if not (task_id in self.tracked and (self.stale(task_id, asked_at)
+                                                 or self.reopens(task_id, code))):
                 self.answered(task_id, code, "")
 
     def lookup_answered(self, task_id: str) -> bool:
@@ -426,12 +462,15 @@ class StateRules(RuleBasedStateMachine):
         self.tracker.record_lookup(self.answer(task_id, code, reason))
         if self.lookup_answered(task_id):
             self.answered(task_id, code, reason)
+            if state_of(code) in KNOWN_ENDINGS:
+                self.confirmed.add(task_id)
 
     @rule(task_id=st.sampled_from(TASKS))
     def lookup_not_found(self, task_id: str) -> None:
         self.tracker.record_not_found(task_id)
         if not self.lookup_answered(task_id):
             return
+        self.confirmed.add(task_id)
         before = self.state.get(task_id)
         if before is None or before == "not_found":
             self.state[task_id] = "not_found"

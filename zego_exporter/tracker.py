@@ -304,7 +304,8 @@ class Tracker:
         A listed task needs no lookup for `listed_for` seconds (default: the policy's
         listed_grace); the engine passes what its actual listing interval implies.
         `asked_at` (this tracker's clock) is when the list was requested: a task a callback
-        changed since then keeps what the callback said.
+        changed since then keeps what the callback said, and a task whose ending a lookup
+        confirmed stays ended whenever the list was asked.
         """
         grace = self.policy.listed_grace if listed_for is None else listed_for
         with self._lock:
@@ -313,7 +314,8 @@ class Tracker:
             for result in running:
                 listed_now.add(result.task_id)
                 entry = self._entries.get(result.task_id)
-                if entry is not None and _predates_callback(entry, asked_at):
+                if entry is not None and (_predates_callback(entry, asked_at)
+                                          or _reopens_ending(entry, result.status)):
                     continue
                 entry = self._ensure_locked(result.task_id)
                 self._add_source_locked(entry, _SOURCE_BIT[DISCOVERED])
@@ -339,10 +341,8 @@ class Tracker:
         """
         with self._lock:
             entry = self._entries.get(result.task_id)
-            if entry is not None and entry.terminal_since is not None and (
-                    entry.view.state in _KNOWN_ENDINGS
-                    and state_of(result.status) not in TERMINAL_STATES):
-                return False  # a lookup confirmed the ending; tasks never come back
+            if entry is not None and _reopens_ending(entry, result.status):
+                return False
             if (event_time is not None and entry is not None
                     and entry.callback_time is not None and event_time < entry.callback_time):
                 return False
@@ -739,6 +739,14 @@ def _predates_callback(entry: _Entry, asked_at: float | None) -> bool:
     applied to the task: then the callback's word stands (a lookup sent after it confirms)."""
     applied = entry.callback_applied_at
     return asked_at is not None and applied is not None and applied >= asked_at
+
+
+def _reopens_ending(entry: _Entry, status: int) -> bool:
+    """Whether `status` says a task is running again whose ending (init_failed, stopped) a
+    lookup confirmed. Tasks never come back: such news is stale (a list asked before that
+    lookup, a callback delivered late), and taking it would lose the known ending."""
+    return (entry.terminal_since is not None and entry.view.state in _KNOWN_ENDINGS
+            and state_of(status) not in TERMINAL_STATES)
 
 
 def _durable(view: TaskView) -> tuple[object, ...]:
