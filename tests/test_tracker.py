@@ -370,6 +370,29 @@ def test_a_running_list_cannot_reopen_a_task_whose_ending_a_lookup_confirmed() -
     assert tracker.snapshot().failures == {("r", "s"): 1}
 
 
+def test_a_callback_ending_is_still_confirmed_when_a_stale_lookup_outlives_its_due_time() -> (
+        None):
+    """A lookup in flight when an ending arrives by callback answers late (after the
+    confirming lookup fell due) with the older status: the confirmation must still happen."""
+    tracker, clock = make(RefreshPolicy(fast_interval=5))
+    tracker.set_configured("static", ["t"])
+    drain(tracker)
+    tracker.record_lookup(status("t", 3))
+    clock.now += 30
+    assert drain(tracker) == ["t"]  # a lookup is sent ...
+    clock.now += 0.1
+    tracker.record_callback(status("t", 5))  # ... the task ends meanwhile ...
+    clock.now += 6
+    assert drain(tracker) == []  # ... the confirmation is due, but the lookup is in flight
+    tracker.record_lookup(status("t", 3))  # the lookup's late, older answer
+    clock.now += 0.1
+    assert drain(tracker) == ["t"]  # the confirming lookup
+    tracker.record_not_found("t")
+    view = tracker.view("t")
+    assert view is not None and view.state == "stopped"
+    assert tracker.urgent_or_in_flight() == set()  # no scrape waits for it any more
+
+
 def test_a_task_never_seen_can_still_show_up_later() -> None:
     tracker, _ = make()
     tracker.set_configured("static", ["early"])

@@ -243,11 +243,8 @@ class Tracker:
             if entry is None:  # dropped while the request was in flight
                 return
             now = self._clock()
-            asked_at = entry.asked_at
-            self._attempted_locked(entry, now)
-            if _predates_callback(entry, asked_at):
-                return
-            self._store_locked(entry, result, now, source=None)
+            if self._answer_stands_locked(entry, now):
+                self._store_locked(entry, result, now, source=None)
 
     def record_not_found(self, task_id: str) -> None:
         """ZEGO answered 400000005 for this task: it has ended, or it never existed.
@@ -263,9 +260,7 @@ class Tracker:
             if entry is None:
                 return
             now = self._clock()
-            asked_at = entry.asked_at
-            self._attempted_locked(entry, now)
-            if _predates_callback(entry, asked_at):
+            if not self._answer_stands_locked(entry, now):
                 return
             old = entry.view
             if old.status is None:  # no source ever gave it a Status
@@ -619,6 +614,18 @@ class Tracker:
         entry.asked_at = None
         entry.attempts += 1
         entry.last_attempt = now
+
+    def _answer_stands_locked(self, entry: _Entry, now: float) -> bool:
+        """A lookup of the claimed `entry` answered: False when the answer may be older than a
+        callback applied meanwhile, whose word then stands, and whose plan stays: its heap item
+        may have fallen due while the lookup was in flight, and claim_due drops those."""
+        asked_at = entry.asked_at
+        self._attempted_locked(entry, now)
+        if not _predates_callback(entry, asked_at):
+            return True
+        if not entry.scheduled:
+            self._reschedule_locked(entry, entry.due, entry.priority)
+        return False
 
     def _store_locked(
         self, entry: _Entry, result: TaskStatus, now: float, source: str | None,
