@@ -226,6 +226,17 @@ def test_rate_limited(app_id: int, secret: Secret) -> None:
     assert "--zego.qps" in error.message
 
 
+def test_an_http_429_without_zegos_envelope_is_a_rate_limit(
+        sim: Simulator, client: ZegoClient) -> None:
+    """A proxy or gateway in front of ZEGO that rate-limits answers a bare 429: the engine must
+    slow down (throttled), and the message must not send the user to --zego.api-url."""
+    sim.faults = Faults(http_status=HttpStatus(status=429))
+    error = failure(query, client)
+    assert (error.outcome, error.retryable, error.api_down, error.throttled) == (
+        "http_429", True, False, True)
+    assert "--zego.api-url" not in error.message and "--zego.qps" in error.message
+
+
 @pytest.mark.parametrize(
     ("code", "retryable"),
     [(400010002, True), (400010000, True), (400010007, True), (100000005, False)],

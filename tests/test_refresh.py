@@ -247,6 +247,15 @@ def test_rate_limiting_halves_the_usable_slots() -> None:
     assert engine.tracker.api_up is True  # ZEGO answered: it is reachable
 
 
+def test_an_http_429_halves_the_usable_slots_like_zegos_rate_limit_code() -> None:
+    too_many = TransportError("x", outcome="http_429", retryable=True, api_down=False)
+    engine = Driven(FakeApi([too_many]), ["a"], discovery=False,
+                    policy=RefreshPolicy(fast_interval=0.2))
+    engine.run_until(lambda: engine.view_ok("a"), within=5, what="the retry to get through")
+    assert engine.limiters[ACTION_GET_STATUS].usable_slots == 5
+    assert engine.tracker.api_up is True
+
+
 def test_timeouts_mark_the_api_down_and_keep_the_last_good_data() -> None:
     timeout = TransportError("x", outcome="timeout", retryable=True, api_down=True)
     engine = Driven(FakeApi([None, timeout, timeout, timeout]), ["a"], discovery=False,

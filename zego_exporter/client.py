@@ -139,10 +139,15 @@ class ZegoClient:
 
     def _http_error(self, action: str, status: int) -> TransportError:
         """A non-200 answer without ZEGO's envelope: a proxy, a load balancer, a wrong host."""
+        if status >= 500:
+            advice = "ZEGO is having trouble, retrying with backoff"
+        elif status == 429:
+            advice = ("rate limited before reaching ZEGO, retrying with backoff: lower "
+                      "--zego.qps if it goes on")
+        else:
+            advice = "check --zego.api-url"
         return TransportError(
-            f"{action}: HTTP {status} from {self.api_url}"
-            + (": ZEGO is having trouble, retrying with backoff"
-               if status >= 500 else ": check --zego.api-url"),
+            f"{action}: HTTP {status} from {self.api_url}: {advice}",
             outcome=f"http_{status}",
             retryable=status >= 500 or status == 429,
             api_down=status != 429,

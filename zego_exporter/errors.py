@@ -121,8 +121,9 @@ class ZegoError(Exception):
 
     @property
     def throttled(self) -> bool:
-        """True when the failure asks us to send less: rate limit, busy, 5xx, timeout."""
-        return self.code in THROTTLE_CODES or self.outcome == "timeout" or (
+        """True when the failure asks us to send less: rate limit (ZEGO's code or HTTP 429),
+        busy, 5xx, timeout."""
+        return self.code in THROTTLE_CODES or self.outcome in ("timeout", "http_429") or (
             self.outcome.startswith("http_5")
         )
 
