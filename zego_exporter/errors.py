@@ -153,7 +153,6 @@ class ApiError(ZegoError):
             code=code,
             request_id=request_id,
         )
-        self.zego_message = zego_message
 
 
 class TaskNotFound(ApiError):

@@ -109,7 +109,6 @@ class Snapshot:
     sources: dict[str, int]
     backlog: int
     api_up: bool | None
-    policy: RefreshPolicy = field(default_factory=RefreshPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +492,7 @@ class Tracker:
             if (written := self._written_failures) is not None:
                 failures = {pair: min(count, written.get(pair, 0))
                             for pair, count in failures.items()}
-            return Snapshot(now, tasks, failures, sources, backlog, self._api_up, self.policy)
+            return Snapshot(now, tasks, failures, sources, backlog, self._api_up)
 
     def view(self, task_id: str) -> TaskView | None:
         with self._lock:
@@ -735,9 +734,9 @@ _T = TypeVar("_T")
 
 
 def _kept(value: _T, old: _T) -> _T:
-    """`old` when `value` equals it. Every answer brings new copies of the same strings; one
-    object per task, not one per answer, also keeps the renderer's label cache (which holds
-    room and stream to notice changes) from pinning a second copy."""
+    """`old` when `value` equals it. Every answer brings new copies of the same strings;
+    keeping the task's own means the snapshot a slow scrape still holds shares them with the
+    tracker instead of pinning a second copy of each."""
     return old if value == old else value
 
 
