@@ -117,14 +117,12 @@ class ZegoClient:
         status: int | None = None
         try:
             status, answer = self._post(action, body)
-            if status == 200:
-                return parse(answer)
             try:
                 return parse(answer)  # ZEGO's envelope: its Code decides, not the status
             except InvalidResponse as exc:
-                if exc.in_envelope:
+                if status == 200 or exc.in_envelope:
                     raise
-                raise self._http_error(action, status) from None
+                raise self._http_error(action, status) from None  # the status is all there is
         except ZegoError as exc:
             outcome = exc.outcome
             exc.http_status = status
