@@ -50,6 +50,8 @@ LISTING_CPU_SHARE = 0.05
 
 _ALL = "all"
 """The problem key of failures that concern every Action (the gateway's codes)."""
+_SKIPPED = "skipped"
+"""The problem key of running-list entries that could not be read."""
 
 _DENIED_FIX = {
     ACTION_QUERY_TASKS: (
@@ -117,8 +119,8 @@ class Refresher:
         self._ready = False
         self._idle = False
         self._log_lock = threading.Lock()
-        self._problems: dict[str, tuple[str, float]] = {}  # action -> (outcome, logged at)
-        self._skipped_logged: tuple[int, float] | None = None  # (skipped, logged at)
+        # What is being reported (an Action, _ALL or _SKIPPED) -> (what it is, logged at).
+        self._problems: dict[str, tuple[str, float]] = {}
 
     # -- lifecycle --
 
@@ -351,33 +353,34 @@ class Refresher:
 
     def _report(self, exc: ZegoError, action: str, level: int, *, once: bool = False,
                 message: str | None = None, **fields: object) -> None:
-        """Log a problem of `action` (or of _ALL Actions) when it starts or changes, then at
-        most every PROBLEM_LOG_EVERY (`once`: not again until the Action has answered)."""
+        """Log a problem of `action` (or of _ALL Actions) as _due_to_log says (`once`: not
+        again until the Action has answered)."""
+        if self._due_to_log(action, exc.outcome, once=once):
+            log.log(level, message or exc.message,
+                    extra={"action": action, **exc.log_fields(), **fields})
+
+    def _due_to_log(self, key: str, what: str, *, once: bool = False) -> bool:
+        """Whether to log problem `key` being `what` now: when it starts or changes, then at
+        most every PROBLEM_LOG_EVERY (`once`: not again until it is cleared)."""
         with self._log_lock:
             now = self._mono()
-            last = self._problems.get(action)
-            if last is not None and last[0] == exc.outcome and (
+            last = self._problems.get(key)
+            if last is not None and last[0] == what and (
                     once or now - last[1] < PROBLEM_LOG_EVERY):
-                return
-            self._problems[action] = (exc.outcome, now)
-        log.log(level, message or exc.message,
-                extra={"action": action, **exc.log_fields(), **fields})
+                return False
+            self._problems[key] = (what, now)
+            return True
 
     def _skipped(self, running: RunningTasks) -> None:
-        """Count and log (when the number changes, or every PROBLEM_LOG_EVERY) list entries
-        that could not be read."""
+        """Count and log (as _due_to_log says) list entries that could not be read."""
         if not running.skipped:
-            self._skipped_logged = None
+            with self._log_lock:
+                self._problems.pop(_SKIPPED, None)
             return
         if self._count_skipped is not None:
             self._count_skipped(running.skipped)
-        now = self._mono()
-        with self._log_lock:
-            last = self._skipped_logged
-            if last is not None and last[0] == running.skipped and (
-                    now - last[1] < PROBLEM_LOG_EVERY):
-                return
-            self._skipped_logged = (running.skipped, now)
+        if not self._due_to_log(_SKIPPED, str(running.skipped)):
+            return
         log.warning("running-task list entries skipped, the rest was used: %s", running.problem,
                     extra={"action": ACTION_QUERY_TASKS, "skipped": running.skipped,
                            "listed": len(running.tasks), "request_id": running.request_id})
