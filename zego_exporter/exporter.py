@@ -154,7 +154,7 @@ class Exporter:
         return watcher.current
 
     def _file_tasks(self, task_ids: list[str]) -> None:
-        self.tracker.set_configured("file", task_ids)
+        self.tracker.set_configured(FILE, task_ids)
 
     def start(self) -> None:
         """Load the task sources, start refreshing and serving. Raises TaskFileError."""
