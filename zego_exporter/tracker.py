@@ -1,23 +1,21 @@
 """The task tracker: what the exporter knows about every task, and which one to refresh next.
 
 It keeps, per task, the last good data (as an immutable `TaskView`), when it was fetched, the
-last attempt, consecutive failures, the sources that named it, and whether its
-init failure has been counted; and it schedules refreshes: the stalest due task first, with
-refresh targets that depend on the task's state. It applies the contract's state rules for
-ended tasks: ZEGO's current docs describe GetStatus for running tasks only, so "task not found"
-(400000005) means `not_found` only for a task this exporter has never seen; a task seen in any
-state keeps a known ending (`init_failed` with its FailReason, or `stopped`) and otherwise
-becomes `stopped`. Each task's init failure is counted once, whichever source reported it first.
-Snapshots for the collector are consistent and cost one pass over the tasks. For storage it
-can keep a note of what changed (`take_changes`, latest wins) and take back what a previous
-run knew (`restore`); it never reads or writes a file itself, never calls the API and knows
-nothing of Prometheus.
+last attempt, consecutive failures, the sources that named it, and whether its init failure has
+been counted; and it plans refreshes: refresh targets and priorities that depend on the task's
+state and on what told it (`schedule.py` keeps the order and hands out the due tasks). It
+applies the contract's state rules for ended tasks: ZEGO's current docs describe GetStatus for
+running tasks only, so "task not found" (400000005) means `not_found` only for a task this
+exporter has never seen; a task seen in any state keeps a known ending (`init_failed` with its
+FailReason, or `stopped`) and otherwise becomes `stopped`. Each task's init failure is counted
+once, whichever source reported it first. Snapshots for the collector are consistent and cost
+one pass over the tasks. For storage it can keep a note of what changed (`take_changes`, latest
+wins) and take back what a previous run knew (`restore`); it never reads or writes a file
+itself, never calls the API and knows nothing of Prometheus.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import threading
 import time
@@ -27,6 +25,7 @@ from typing import Final, TypeVar
 
 from zego_exporter.ratelimit import WaitFn, wait_on
 from zego_exporter.responses import TaskStatus, clean_fail_reason
+from zego_exporter.schedule import RESTORED, ROUTINE, URGENT, Schedule, Slot
 from zego_exporter.states import (
     NOT_FOUND,
     STATUS_STATES,
@@ -49,11 +48,6 @@ _SOURCES_OF_BITS: Final = tuple(
     tuple(source for source in SOURCES if bits & _SOURCE_BIT[source])
     for bits in range(1 << len(SOURCES)))
 
-# Scheduling priorities: never-fetched tasks and tasks that just left the running list are
-# looked up before tasks that are merely due again. Tasks a previous run left unfinished go
-# before everything: they may have ended while nobody watched, and ZEGO answers for an ended
-# task only for a while (then "task not found", and a FailReason is lost).
-_RESTORED, _URGENT, _ROUTINE = -1, 0, 1
 _UNKNOWN_PAIR: Final = ("", "")
 
 
@@ -138,36 +132,27 @@ class Changes:
         return bool(self.tasks or self.failures)
 
 
-class _Entry:
-    """The tracker's mutable bookkeeping for one task."""
+class _Entry(Slot):
+    """The tracker's mutable bookkeeping for one task, with its place in the schedule."""
 
     __slots__ = (
         "asked_at",
         "attempts",
         "callback_applied_at",
         "callback_time",
-        "due",
         "failure_counted",
         "failures",
-        "in_flight",
         "last_attempt",
         "listed",
-        "priority",
-        "scheduled",
-        "seq",
         "sources",
         "terminal_since",
         "view",
     )
 
     def __init__(self, task_id: str) -> None:
+        super().__init__()
         self.view = TaskView(task_id)
         self.sources = 0  # bits of _SOURCE_BIT
-        self.due = -math.inf
-        self.priority = _URGENT
-        self.seq = 0
-        self.scheduled = False  # its item (due, seq, id) in Tracker._schedule is live
-        self.in_flight = False
         self.attempts = 0
         self.last_attempt: float | None = None
         self.failures = 0
@@ -193,9 +178,7 @@ class Tracker:
         self._due_changed = threading.Condition(self._lock)
         self._answered = threading.Condition(self._lock)  # a claimed task got its result
         self._entries: dict[str, _Entry] = {}
-        self._schedule: list[tuple[float, int, str]] = []  # (due, seq, task_id)
-        self._ready: list[tuple[int, float, int, str]] = []  # (priority, staleness, seq, id)
-        self._seq = itertools.count(1)
+        self._schedule = Schedule(self._entries, _touched)
         self._failures: dict[tuple[str, str], int] = {}
         self._pair_tasks: dict[tuple[str, str], int] = {}
         self._api_up: bool | None = None
@@ -320,7 +303,7 @@ class Tracker:
                 if entry.listed and task_id not in listed_now:
                     entry.listed = False
                     left.append(task_id)
-                    self._reschedule_locked(entry, now, _URGENT)
+                    self._reschedule_locked(entry, now, URGENT)
             self._due_changed.notify_all()
             self._answered.notify_all()  # sources can settle tasks without a lookup
             return left
@@ -367,48 +350,19 @@ class Tracker:
     # -- scheduling --
 
     def claim_due(self) -> str | None:
-        """The most urgent, then stalest, task due now, marked in flight; None if none is due.
-
-        Staleness counts from the last answer or the last attempt, whichever is later: a task
-        whose lookups keep failing would otherwise stay the stalest and, while throttling
-        shrinks the budget, take every turn from the tasks behind it.
-        Every claimed task must get exactly one record_* call.
-        """
+        """The most urgent, then stalest (`_touched`), task due now, marked in flight; None if
+        none is due. Every claimed task must get exactly one record_* call."""
         with self._lock:
             now = self._clock()
-            schedule, ready = self._schedule, self._ready
-            while schedule and schedule[0][0] <= now:
-                _, seq, task_id = heapq.heappop(schedule)
-                entry = self._entries.get(task_id)
-                if entry is not None and entry.seq == seq and entry.due > now:
-                    # Rescheduled later while its item waited here: back in line for that.
-                    entry.scheduled = entry.due != math.inf
-                    if entry.scheduled:
-                        heapq.heappush(schedule, (entry.due, seq, task_id))
-                elif entry is not None and entry.seq == seq:
-                    entry.scheduled = False
-                    touched = max(-math.inf if t is None else t
-                                  for t in (entry.view.last_success, entry.last_attempt))
-                    heapq.heappush(ready, (entry.priority, touched, seq, task_id))
-            while ready:
-                _, _, seq, task_id = heapq.heappop(ready)
-                entry = self._entries.get(task_id)
-                if entry is not None and entry.seq == seq and not entry.in_flight:
-                    entry.in_flight = True
-                    entry.asked_at = now
-                    entry.seq = next(self._seq)  # any heap item left for it is now stale
-                    return task_id
-            return None
+            task_id = self._schedule.claim(now)
+            if task_id is not None:
+                self._entries[task_id].asked_at = now
+            return task_id
 
     def next_due_in(self) -> float | None:
         """Seconds until the next task falls due (0 if one is due now); None if none will."""
         with self._lock:
-            if self._ready:
-                return 0.0
-            self._compact_locked()
-            if not self._schedule:
-                return None
-            return max(0.0, self._schedule[0][0] - self._clock())
+            return self._schedule.next_due_in(self._clock())
 
     def wait_for_due(self, timeout: float) -> None:
         """Block until something may have fallen due, or `timeout` seconds passed."""
@@ -424,10 +378,7 @@ class Tracker:
         """Tasks a scrape would like answered first: never fetched, just left, or in flight."""
         with self._lock:
             now = self._clock()
-            return {
-                task_id for task_id, e in self._entries.items()
-                if e.in_flight or (e.priority <= _URGENT and e.due <= now)
-            }
+            return {task_id for task_id, e in self._entries.items() if e.pending(now)}
 
     def is_settled(self, task_ids: set[str]) -> bool:
         """True when none of `task_ids` is in flight or urgently due any more."""
@@ -452,7 +403,7 @@ class Tracker:
         with self._lock:
             return all(
                 e.attempts > 0 or e.terminal_since is not None
-                or (e.view.last_success is not None and e.priority != _RESTORED)
+                or (e.view.last_success is not None and e.priority != RESTORED)
                 for e in self._entries.values() if e.sources & _CONFIGURED_BITS)
 
     # -- housekeeping --
@@ -523,10 +474,10 @@ class Tracker:
                 entry.callback_time = saved.callback_time
                 if saved.terminal_since is not None and saved.view.state in TERMINAL_STATES:
                     entry.terminal_since = saved.terminal_since
-                    self._reschedule_locked(entry, math.inf, _ROUTINE)
+                    self._reschedule_locked(entry, math.inf, ROUTINE)
                 else:
                     unfinished += 1
-                    self._reschedule_locked(entry, -math.inf, _RESTORED)
+                    self._reschedule_locked(entry, -math.inf, RESTORED)
             saved_pairs = dict(failures)
             kept = {pair: count for pair, count in saved_pairs.items()
                     if pair in self._pair_tasks}
@@ -580,7 +531,7 @@ class Tracker:
         if entry is None:
             entry = self._entries[task_id] = _Entry(task_id)
             self._pair_tasks[_UNKNOWN_PAIR] = self._pair_tasks.get(_UNKNOWN_PAIR, 0) + 1
-            self._reschedule_locked(entry, -math.inf, _URGENT)
+            self._reschedule_locked(entry, -math.inf, URGENT)
             self._changed_locked(task_id)
         return entry
 
@@ -600,12 +551,8 @@ class Tracker:
 
     def _unsettled_locked(self, task_ids: set[str], *, in_flight_only: bool) -> bool:
         now = self._clock()
-        for task_id in task_ids:
-            entry = self._entries.get(task_id)
-            if entry is not None and (entry.in_flight or (
-                    not in_flight_only and entry.priority <= _URGENT and entry.due <= now)):
-                return True
-        return False
+        return any(entry.pending(now, in_flight_only=in_flight_only)
+                   for task_id in task_ids if (entry := self._entries.get(task_id)) is not None)
 
     def _attempted_locked(self, entry: _Entry, now: float) -> None:
         self._answered.notify_all()
@@ -659,7 +606,7 @@ class Tracker:
             entry.listed = False
             if source == CALLBACK and entry.terminal_since is None:
                 # Callbacks are not guaranteed, nor ordered: confirm an ending once by polling.
-                self._reschedule_locked(entry, now + self.policy.fast_interval, _URGENT)
+                self._reschedule_locked(entry, now + self.policy.fast_interval, URGENT)
             else:
                 self._settle_terminal_locked(entry, now)
             return
@@ -674,14 +621,14 @@ class Tracker:
             target = self.policy.fast_interval
         else:
             target = self.policy.interval
-        self._reschedule_locked(entry, now + target, _ROUTINE)
+        self._reschedule_locked(entry, now + target, ROUTINE)
 
     def _settle_terminal_locked(self, entry: _Entry, now: float) -> None:
         """A terminal state confirmed by a lookup: never polled again."""
         if entry.terminal_since is None:
             entry.terminal_since = now
             self._changed_locked(entry.view.task_id)
-        self._reschedule_locked(entry, math.inf, _ROUTINE)
+        self._reschedule_locked(entry, math.inf, ROUTINE)
 
     def _replace_locked(self, entry: _Entry, view: TaskView) -> None:
         old = entry.view
@@ -706,31 +653,20 @@ class Tracker:
                 self._changed_pairs.add(pair)
 
     def _reschedule_locked(self, entry: _Entry, due: float, priority: int) -> None:
-        later = due >= entry.due
-        entry.due = due
-        entry.priority = priority
-        if not (later and entry.scheduled):
-            # A new item; any other item of the task goes stale. A task moved later keeps its
-            # item instead (claim_due moves it on): each discovery round moves every listed
-            # task later, and a stale item per task and round would cost ~120 bytes each.
-            entry.seq = next(self._seq)
-            entry.scheduled = due != math.inf
-            if entry.scheduled:
-                heapq.heappush(self._schedule, (due, entry.seq, entry.view.task_id))
+        self._schedule.plan(entry.view.task_id, entry, due, priority)
         if due <= self._clock():
             self._due_changed.notify_all()
 
-    def _compact_locked(self) -> None:
-        """Drop stale heap items once they outnumber live tasks, so memory stays bounded."""
-        if len(self._schedule) > 2 * len(self._entries) + 1024:
-            self._schedule = [
-                item for item in self._schedule
-                if (e := self._entries.get(item[2])) is not None and e.seq == item[1]
-            ]
-            heapq.heapify(self._schedule)
-
 
 _T = TypeVar("_T")
+
+
+def _touched(entry: _Entry) -> float:
+    """When the task was last answered or attempted, whichever is later: the schedule's
+    staleness. A task whose lookups keep failing would otherwise stay the stalest and, while
+    throttling shrinks the budget, take every turn from the tasks behind it."""
+    return max(-math.inf if t is None else t for t in (entry.view.last_success,
+                                                         entry.last_attempt))
 
 
 def _kept(value: _T, old: _T) -> _T:
