@@ -206,8 +206,7 @@ class Tracker:
                     self._changed_locked(task_id)
                     if not entry.sources:
                         self._drop_locked(task_id)
-            self._due_changed.notify_all()
-            self._answered.notify_all()  # sources can settle tasks without a lookup
+            self._sources_told_locked()
 
     def task_ids(self) -> list[str]:
         with self._lock:
@@ -304,8 +303,7 @@ class Tracker:
                     entry.listed = False
                     left.append(task_id)
                     self._reschedule_locked(entry, now, URGENT)
-            self._due_changed.notify_all()
-            self._answered.notify_all()  # sources can settle tasks without a lookup
+            self._sources_told_locked()
             return left
 
     def record_callback(self, result: TaskStatus, event_time: float | None = None) -> bool:
@@ -331,8 +329,7 @@ class Tracker:
             entry.callback_applied_at = now
             self._add_source_locked(entry, _SOURCE_BIT[CALLBACK])
             self._store_locked(entry, result, now, source=CALLBACK)
-            self._due_changed.notify_all()
-            self._answered.notify_all()  # sources can settle tasks without a lookup
+            self._sources_told_locked()
             return True
 
     def now(self) -> float:
@@ -553,6 +550,12 @@ class Tracker:
         now = self._clock()
         return any(entry.pending(now, in_flight_only=in_flight_only)
                    for task_id in task_ids if (entry := self._entries.get(task_id)) is not None)
+
+    def _sources_told_locked(self) -> None:
+        """The configuration, a running list or a callback changed tasks: wake the lookup
+        workers, and the scrapes waiting for tasks that this may have settled without a lookup."""
+        self._due_changed.notify_all()
+        self._answered.notify_all()
 
     def _attempted_locked(self, entry: _Entry, now: float) -> None:
         self._answered.notify_all()
