@@ -437,6 +437,19 @@ def test_a_write_ahead_log_without_its_file_is_moved_aside(
     assert Path(warning.__dict__["moved_to"] + "-wal").read_bytes() == stale
 
 
+def test_a_write_ahead_log_that_cannot_be_moved_aside_is_a_storage_error(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not an OSError out of Exporter(), which the CLI would report as a listen failure."""
+    Path(f"{db}-wal").write_bytes(os.urandom(8192))
+
+    def refuse(_source: str, _target: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StorageError, match=r"cannot be moved aside \(Permission denied\)"):
+        open_store(str(db), clock=FakeClock(T0))
+
+
 def test_rows_this_program_cannot_have_written_are_skipped_and_deleted(
         db: Path, caplog: pytest.LogCaptureFixture) -> None:
     saved_file(db, 3)

@@ -73,8 +73,9 @@ _SAVE_FAILURES: Final = """INSERT OR REPLACE INTO failures (room_id, stream_id, 
 
 
 class StorageError(Exception):
-    """No storage file can be used at all (in use by another process, or no file can be
-    created); the exporter then keeps everything in memory only."""
+    """No storage file can be used at all (in use by another process, no file can be created,
+    or what is in the way cannot be moved aside); the exporter then keeps everything in memory
+    only."""
 
 
 class _Unusable(Exception):
@@ -166,7 +167,7 @@ def open_store(path: str, *, clock: Callable[[], float] = time.time,
     used at all. Call path_problem first: a path it refuses is not handled here.
     """
     try:
-        return _open(path, busy_timeout)
+        return _open(path, busy_timeout, clock)
     except _Unusable as exc:
         try:
             moved_to = _move_aside(path, exc.kind, clock())
@@ -176,14 +177,14 @@ def open_store(path: str, *, clock: Callable[[], float] = time.time,
         log.warning("storage file cannot be used: moved aside, starting with nothing known",
                     extra={"path": path, "problem": str(exc), "moved_to": moved_to})
     try:
-        return _open(path, busy_timeout)
+        return _open(path, busy_timeout, clock)
     except _Unusable as exc:  # a file just created: the disk or the file system is at fault
         raise StorageError(f"cannot create the storage file {path}: {exc}") from None
 
 
-def _open(path: str, busy_timeout: float) -> tuple[Store, Saved]:
+def _open(path: str, busy_timeout: float, clock: Callable[[], float]) -> tuple[Store, Saved]:
     if not os.path.lexists(path):
-        _move_orphans(path)
+        _move_orphans(path, clock())
     try:
         db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                              check_same_thread=False)  # opened here, written by the writer
@@ -327,10 +328,16 @@ def _move_aside(path: str, kind: str, now: float) -> str:
     return target
 
 
-def _move_orphans(path: str) -> None:
+def _move_orphans(path: str, now: float) -> None:
     """A -wal without its file cannot belong to the file about to be created."""
     if os.path.lexists(path + "-wal") or os.path.lexists(path + "-shm"):
-        moved_to = _move_aside(path, "orphan", time.time())
+        try:
+            moved_to = _move_aside(path, "orphan", now)
+        except OSError as error:
+            raise StorageError(
+                f"storage file {path} is missing but its write-ahead log is there and cannot "
+                f"be moved aside ({error.strerror or error}): move {path}-wal and {path}-shm "
+                "away") from None
         log.warning("storage file missing but its write-ahead log was there: moved aside",
                     extra={"path": path, "moved_to": moved_to})
 
