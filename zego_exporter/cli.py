@@ -26,6 +26,7 @@ from zego_exporter.check import CheckFailed, run_check
 from zego_exporter.client import DEFAULT_API_URL
 from zego_exporter.config import ConfigError, Connection, ServeOptions, exporter_config
 from zego_exporter.exporter import Exporter, ExporterConfig
+from zego_exporter.refresh import LISTING_CPU_SHARE
 from zego_exporter.signing import Secret
 from zego_exporter.sources import TaskFileError
 from zego_exporter.tracker import RefreshPolicy
@@ -134,7 +135,8 @@ def cli() -> None:
               help="How often to list the running tasks (one API call each time). The list "
                    "shows initializing and streaming tasks only: a task that fails sooner "
                    "after its creation may never be seen. Lists so large that reading them "
-                   "would take more than 5% of a CPU core are read less often.")
+                   f"would take more than {LISTING_CPU_SHARE:.0%} of a CPU core are read less "
+                   "often.")
 @click.option("--refresh.interval", "refresh_interval", envvar="ZEGO_REFRESH_INTERVAL",
               show_envvar=True, default="30s", show_default=True, callback=_duration,
               help="Refresh target for streaming tasks not covered by discovery.")

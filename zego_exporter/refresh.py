@@ -244,7 +244,7 @@ class Refresher:
             permit.release()
             policy = self._tracker.policy
             left = self._tracker.record_discovery(
-                running.tasks, listed_for=2 * self.listing_interval + policy.fast_interval,
+                running.tasks, listed_for=policy.listed_grace(self.listing_interval),
                 asked_at=asked_at)
             self._answered(ACTION_QUERY_TASKS)
             self._skipped(running)

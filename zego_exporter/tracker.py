@@ -71,10 +71,11 @@ class RefreshPolicy:
     retention: float = 3600.0
     """Discovered and callback tasks in a terminal state are forgotten after this long."""
 
-    @property
-    def listed_grace(self) -> float:
-        """Tasks in the running list need no lookup until discovery has missed them twice."""
-        return 2 * self.discovery_interval + self.fast_interval
+    def listed_grace(self, listing_interval: float | None = None) -> float:
+        """Tasks in the running list need no lookup until discovery has missed them twice:
+        this long, when it lists every `listing_interval` (default: discovery_interval)."""
+        every = self.discovery_interval if listing_interval is None else listing_interval
+        return 2 * every + self.fast_interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,7 @@ class Tracker:
         changed since then keeps what the callback said, and a task whose ending a lookup
         confirmed stays ended whenever the list was asked.
         """
-        grace = self.policy.listed_grace if listed_for is None else listed_for
+        grace = self.policy.listed_grace() if listed_for is None else listed_for
         with self._lock:
             now = self._clock()
             listed_now = set()
