@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clock import FakeClock
 from tests.support.credentials import APP_ID, SECRET_TEXT
+from tests.support.waiting import wait_until
 from zego_exporter.callback import REJECTED_LOG_EVERY, CallbackReceiver
 from zego_exporter.cli import cli, main
 from zego_exporter.exporter import Exporter, ExporterConfig
@@ -57,18 +58,6 @@ SLOW = RefreshPolicy(interval=3600, fast_interval=3600, callback_reconcile=3600)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.01)
-
 
 def body_of(doc: dict[str, Any], *, secret: str = CALLBACK_SECRET, nonce: str = "n-1",
             timestamp: str = "1750000000", signature: str | None = None) -> bytes:
@@ -175,7 +164,7 @@ def callback_pair(
     sim.start()
     exporter.start()
     try:
-        wait_for(lambda: exporter.refresher.ready, what="the exporter's first lookups")
+        wait_until(lambda: exporter.refresher.ready, timeout=5, what="the exporter's first lookups")
         yield sim, exporter, task_ids
     finally:
         exporter.stop()
@@ -431,10 +420,10 @@ def test_simulator_sends_every_lifecycle_step_with_its_scheduled_time() -> None:
                                 check_interval=0.02).start()
         try:
             task_id = world.add_task(room_id="room_x", stream_id="stream_x")
-            wait_for(lambda: len(stub.received) == 1, what="the creation event")
+            wait_until(lambda: len(stub.received) == 1, timeout=5, what="the creation event")
             clock.now += 15.0  # streaming at +2, stopping at +12, stopped at +13, gone at +18
             sender.check()
-            wait_for(lambda: len(stub.received) == 4, what="three lifecycle steps")
+            wait_until(lambda: len(stub.received) == 4, timeout=5, what="three lifecycle steps")
             clock.now += 10.0  # gone: no status, so no event
             sender.check()
             assert sender.wait_idle(2.0)
@@ -540,7 +529,7 @@ def test_a_status_change_reaches_metrics_in_milliseconds_without_an_api_call() -
                            state="init_failed")
             return text if state == 1 else None
 
-        text = wait_for(failed, timeout=2.0, what="init_failed on /metrics")
+        text = wait_until(failed, timeout=2.0, what="init_failed on /metrics")
         elapsed = time.monotonic() - changed
         print(f"fail -> /metrics in {elapsed * 1000:.0f} ms")
         assert elapsed < 0.5
@@ -554,7 +543,8 @@ def test_a_status_change_reaches_metrics_in_milliseconds_without_an_api_call() -
         assert api_requests(sim) == before  # not one API call since the change
         sender = sim.callbacks
         assert sender is not None
-        wait_for(lambda: sender.stats.acked == 1)  # recorded once the answer has been read
+        # Recorded once the answer has been read.
+        wait_until(lambda: sender.stats.acked == 1, timeout=5, what="the acknowledgement")
 
 
 def test_forged_replayed_unsigned_and_oversized_callbacks_are_rejected_and_counted() -> None:
@@ -599,20 +589,24 @@ def test_an_init_failure_seen_by_callback_and_by_polling_is_counted_once() -> No
         # Callback first, then the lookup that confirms the ending.
         since = time.monotonic()
         sim.world.fail(first, "model load timeout")
-        wait_for(lambda: callbacks_counted(exporter, "3", "accepted") == 1)
-        wait_for(lambda: polled_after(first, since), what="the confirming lookup")
-        wait_for(lambda: exporter.tracker.is_settled({first}))
+        wait_until(lambda: callbacks_counted(exporter, "3", "accepted") == 1, timeout=5,
+                   what="the first callback")
+        wait_until(lambda: polled_after(first, since), timeout=5, what="the confirming lookup")
+        wait_until(lambda: exporter.tracker.is_settled({first}), timeout=5, what="its answer")
         # Polling first (the callback is lost), then ZEGO's late delivery.
         sim.callbacks.faults = CallbackFaults(drop=True)
         since = time.monotonic()
         sim.world.fail(second, "invalid DigitalHumanId")
-        wait_for(lambda: polled_after(second, since), what="a lookup of the failed task")
-        wait_for(lambda: metric(scrape(exporter), "zego_digital_human_task_state",
-                                task_id=second, state="init_failed") == 1)
+        wait_until(lambda: polled_after(second, since), timeout=5,
+                   what="a lookup of the failed task")
+        wait_until(lambda: metric(scrape(exporter), "zego_digital_human_task_state",
+                                task_id=second, state="init_failed") == 1,
+                   timeout=5, what="init_failed shown")
         sim.callbacks.faults = CallbackFaults()
         sim.callbacks.deliver(status_event(second, 2, room="room_1", stream="stream_1",
                                            reason="invalid DigitalHumanId", event_time=None))
-        wait_for(lambda: callbacks_counted(exporter, "3", "accepted") == 2)
+        wait_until(lambda: callbacks_counted(exporter, "3", "accepted") == 2, timeout=5,
+                   what="the late callback")
         text = scrape(exporter)
         for room, stream in (("room_0", "stream_0"), ("room_1", "stream_1")):
             assert metric(text, "zego_digital_human_task_failures_total", room_id=room,
@@ -631,10 +625,11 @@ def test_simulator_faults_reach_the_exporter_as_zego_would_send_them() -> None:
             events = sender.stats.events
             sender.faults = faults
             sim.world.fail(task_id)
-            wait_for(lambda events=events: sender.stats.events == events + 1)
+            wait_until(lambda events=events: sender.stats.events == events + 1, timeout=5,
+                       what="the next event")
         sender.faults = CallbackFaults(out_of_order=True)
         sim.world.set_status(late, 4)  # held back ...
-        wait_for(lambda: sender.stats.events == 4)
+        wait_until(lambda: sender.stats.events == 4, timeout=5, what="four events")
         sim.world.set_status(late, 5)  # ... until this one has been sent
         assert sender.wait_idle(3.0)  # the forged event's retries included
         text = scrape(exporter)
@@ -796,7 +791,7 @@ def test_demo_delivers_callbacks_to_its_exporter() -> None:
                            result="accepted")
             return status == 200 and (value or 0) > 0
 
-        wait_for(accepted, timeout=15.0, what="the demo's first accepted callback")
+        wait_until(accepted, timeout=15.0, what="the demo's first accepted callback")
         _, landing = get(base + "/")
         assert "Callbacks" in landing and "on at POST /zego/callback" in landing
     finally:

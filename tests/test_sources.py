@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
 from zego_exporter import sources
 from zego_exporter.sources import (
     MAX_TASK_ID_LENGTH,
@@ -252,9 +253,7 @@ def test_watcher_thread_notices_a_change(tmp_path: Path) -> None:
     watcher.start()
     try:
         rewrite(path, "task-1\ntask-2\n")
-        deadline = time.monotonic() + 5
-        while len(received.lists) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(received.lists) >= 2, timeout=5, what="the reloaded list")
         assert received.lists[-1] == ["task-1", "task-2"]
     finally:
         watcher.stop()
