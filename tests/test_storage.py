@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.tracking import T0, drain, status
+from zego_exporter.exporter import Exporter, ExporterConfig
+from zego_exporter.signing import Secret
 from zego_exporter.storage import (
     SCHEMA_VERSION,
     Saved,
@@ -293,6 +295,35 @@ def test_sources_gone_since_the_last_run_let_go_of_their_tasks(db: Path) -> None
     second.tracker.set_configured("file", [])  # started without the task file
     second.flush()
     assert saved_ids(db) == ["a"]
+
+
+@pytest.mark.parametrize(("before", "after"), [("static", "file"), ("file", "static")])
+def test_a_task_moved_between_task_id_and_the_task_file_keeps_what_was_known(
+        db: Path, tmp_path: Path, before: str, after: str) -> None:
+    """Exporter.start: both configured sources name their tasks before either lets go of
+    one, or the moved task would be dropped and come back knowing nothing (its failure
+    counted again, and "task not found" making it not_found)."""
+    first = Run(db, FakeClock(T0))
+    first.tracker.set_configured(before, ["moved"])
+    drain(first.tracker)
+    first.tracker.record_lookup(status("moved", 2, "r", "s", "model load timeout"))
+    first.writer.stop()
+    task_file = tmp_path / "tasks.txt"
+    task_file.write_text("moved\n" if after == "file" else "")
+    exporter = Exporter(ExporterConfig(
+        app_id=1234567890, server_secret=Secret("0" * 32), api_url="http://127.0.0.1:9",
+        task_ids=("moved",) if after == "static" else (), task_file=str(task_file),
+        discovery=False, listen_address="127.0.0.1:0", storage_path=str(db)))
+    exporter.start()
+    try:
+        view = exporter.tracker.view("moved")
+        snap = exporter.tracker.snapshot()
+    finally:
+        exporter.stop()
+    assert view is not None and (view.state, view.fail_reason) == (
+        "init_failed", "model load timeout")
+    assert snap.failures == {("r", "s"): 1}
+    assert snap.sources[after] == 1 and snap.sources[before] == 0
 
 
 def test_restored_configured_tasks_must_be_asked_again_before_ready(db: Path) -> None:

@@ -158,12 +158,16 @@ class Exporter:
 
     def start(self) -> None:
         """Load the task sources, start refreshing and serving. Raises TaskFileError."""
-        self.tracker.set_configured(STATIC, self.config.task_ids)
+        # Both configured sources name their tasks before either lets go of one: a TaskId
+        # moved between --task-id and the task file since the last run keeps what storage
+        # knew of it (its ending, whether its failure was counted).
+        self.tracker.set_configured(STATIC, self.config.task_ids, let_go=False)
         if self.task_file is not None:
             self.task_file.load()
             self.task_file.start()
         else:
             self.tracker.set_configured(FILE, ())  # restored tasks of a task file gone since
+        self.tracker.set_configured(STATIC, self.config.task_ids)
         self.tracker.expire()  # restored tasks that ended longer ago than the retention
         if self.writer is not None:
             self.writer.start()

@@ -194,19 +194,24 @@ class Tracker:
 
     # -- sources --
 
-    def set_configured(self, source: str, task_ids: Iterable[str]) -> None:
-        """The full list of TaskIds a configured source (static, file) names now."""
+    def set_configured(self, source: str, task_ids: Iterable[str], *,
+                       let_go: bool = True) -> None:
+        """The full list of TaskIds a configured source (static, file) names now; tasks it no
+        longer names lose it as a source (`let_go` False: not yet), and are forgotten when no
+        other source names them."""
         wanted = dict.fromkeys(task_ids)  # ordered, so output order follows configuration
         bit = _SOURCE_BIT[source]
         with self._lock:
             for task_id in wanted:
                 self._add_source_locked(self._ensure_locked(task_id), bit)
-            for task_id, entry in list(self._entries.items()):
-                if entry.sources & bit and task_id not in wanted:
-                    entry.sources &= ~bit
-                    self._changed_locked(task_id)
-                    if not entry.sources:
-                        self._drop_locked(task_id)
+            let_go_of = [task_id for task_id, entry in self._entries.items()
+                         if entry.sources & bit and task_id not in wanted] if let_go else []
+            for task_id in let_go_of:
+                entry = self._entries[task_id]
+                entry.sources &= ~bit
+                self._changed_locked(task_id)
+                if not entry.sources:
+                    self._drop_locked(task_id)
             self._sources_told_locked()
 
     def task_ids(self) -> list[str]:
