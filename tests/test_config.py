@@ -146,3 +146,11 @@ def test_what_no_single_flag_can_check_is_checked_across_them(
 
 def test_a_callback_path_equal_to_the_telemetry_path_is_fine_without_callbacks() -> None:
     assert exporter_config(options(callback_path="/metrics")).callback_secret is None
+
+
+def test_the_parsed_options_never_show_a_secret() -> None:
+    """They hold the secrets as given: a repr in a log line or a traceback must not."""
+    parsed = options(callback_secret="callback-secret-value")
+    shown = repr(parsed) + repr(parsed.connection)
+    assert SECRET not in shown and "callback-secret-value" not in shown
+    assert "server_secret_file" in shown  # the rest is still there to read

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from zego_exporter.client import DEFAULT_API_URL
@@ -156,7 +156,7 @@ class Connection:
     """The `--zego.*` connection flags, shared by `serve` and `check`, as parsed."""
 
     app_id: int | None
-    server_secret: str | None
+    server_secret: str | None = field(repr=False)  # a repr in a log or traceback: no secret
     server_secret_file: str | None
     api_url: str
     qps: float
@@ -200,7 +200,7 @@ class ServeOptions:
     """0: never pause."""
     callback_interval: float
     retention: float
-    callback_secret: str | None
+    callback_secret: str | None = field(repr=False)
     callback_secret_file: str | None
     callback_path: str
     listen_address: str
