@@ -3,8 +3,9 @@
 The README is a short front page that names the two real commands (the demo and the test
 command `.ci/run` runs); every flag (with its environment variable and its default) and
 every metric is documented on its page; every relative link and anchor resolves; every
-alert's `runbook_url` lands on its own heading in docs/alerts.md. Each check is a function returning the problems it found, and each
-test also feeds its checker a deliberately broken copy, so a check that cannot fail shows up.
+alert's `runbook_url` lands on its own heading in docs/alerts.md. Each check is a function
+returning the problems it found, and each test also feeds its checker a deliberately broken
+copy, so a check that cannot fail shows up.
 """
 
 from __future__ import annotations
