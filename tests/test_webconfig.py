@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.certs import certificate, write_key
 from tests.support.clock import FakeClock
+from zego_exporter import webconfig
 from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
     INSTALL_HINT,
@@ -247,6 +248,10 @@ def test_header_values_are_sent_as_written_whatever_yaml_types_them(
 INVALID_CONFIGS = [
     ("bad-yaml", "tls_server_config: [\n", "invalid YAML: line"),
     ("duplicate-key", "basic_auth_users: {}\nbasic_auth_users: {}\n", "duplicate key"),
+    # PyYAML types these scalars and then fails to build them (ValueError, not a YAMLError).
+    ("impossible-date", "basic_auth_users: {alice: 2001-13-01}\n", "invalid YAML: a value"),
+    ("tag-on-text", "rate_limit: {burst: !!int many}\n", "invalid YAML: a value"),
+    ("nested-too-deep", "a: " + "[" * 5000 + "]" * 5000 + "\n", "invalid YAML: nested"),
     ("not-a-mapping", "- a\n- b\n", "the file must be a YAML mapping"),
     ("unknown-top-key", "tls_config: {}\n", "tls_config: unknown key"),
     ("rate-limit-not-mapping", "rate_limit: 1s\n", "rate_limit: must be a mapping"),
@@ -650,6 +655,66 @@ def test_a_different_problem_is_logged_again(
         f"web config {path}: invalid YAML: line 2 column 1: expected the node content, "
         "but found '<stream end>'",
     ]
+
+
+def test_an_unexpected_error_while_reloading_fails_closed_and_is_retried(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever a reload raises, the watcher answers with a config: `current()` runs in the
+    server's accept loop, which an exception would end, and a reload that left nothing behind
+    but a changed stat would keep the old users in."""
+    path = write(tmp_path / "web.yml", "")
+    watcher = WebConfigWatcher(path, clock=clock)
+
+    def explode(path: str, *, previous: WebConfig | None = None) -> WebConfig:
+        raise RuntimeError("a bug while loading")
+
+    monkeypatch.setattr(webconfig, "load_web_config", explode)
+    write(tmp_path / "web.yml", "# changed\n")
+    with caplog.at_level(logging.ERROR, logger="zego_exporter.webconfig"):
+        for _ in range(2):
+            clock.advance(PAST_RECHECK)
+            current = watcher.current()
+            assert isinstance(current, BrokenWebConfig)
+            assert current.admit(None, None) == 500
+    assert len(caplog.records) == 1
+    assert "RuntimeError" in caplog.records[0].error  # type: ignore[attr-defined]
+
+    monkeypatch.undo()
+    clock.advance(PAST_RECHECK)
+    assert isinstance(watcher.current(), WebConfig)  # retried although the file is unchanged
+
+
+def test_a_file_that_yaml_cannot_build_fails_closed_while_serving(
+    tmp_path: Path, clock: FakeClock, alice_hash: str
+) -> None:
+    path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}\n")
+    watcher = WebConfigWatcher(path, clock=clock)
+    endpoints = Endpoints(telemetry_path="/metrics",
+                          render_metrics=lambda accept, timeout: (iter([b"m 1\n"]), "text/plain"),
+                          is_ready=lambda: True, landing_html=lambda: "ok\n")
+    server = WebServer("127.0.0.1:0", endpoints, watcher.current)
+    server.start()
+    try:
+        def get(path: str) -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            try:
+                connection.request("GET", path, headers={"Authorization": basic("alice",
+                                                                                 PASSWORD)})
+                response = connection.getresponse()
+                response.read()
+                return response.status
+            finally:
+                connection.close()
+
+        assert get("/metrics") == 200
+        write(tmp_path / "web.yml", "basic_auth_users: {bob: 2001-13-01}\n")
+        clock.advance(PAST_RECHECK)
+        assert get("/metrics") == 500  # alice, removed in the broken edit, is not let in
+        assert get("/-/healthy") == 200
+    finally:
+        server.stop()
 
 
 def test_watcher_retries_a_broken_file_that_names_a_file_not_there_yet(

@@ -251,6 +251,15 @@ def _parse_yaml(path: str, text: str) -> object:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise error(path, "", f"invalid YAML: {where}{problem}") from None
+    except ValueError:
+        # PyYAML reads `2001-13-01` as a date and `!!int many` as a number, then cannot build
+        # them. Its message may quote the value (a hash, a password pasted by mistake): not
+        # repeated here.
+        raise error(path, "", "invalid YAML: a value cannot be read as the type YAML gives "
+                              "it (an impossible date, or a !!tag on the wrong text): quote "
+                              "it") from None
+    except RecursionError:
+        raise error(path, "", "invalid YAML: nested too deeply") from None
 
 
 def _mapping(path: str, key: str, value: object, problem: str) -> dict[Any, Any]:
