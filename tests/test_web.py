@@ -371,6 +371,45 @@ def test_keep_alive_serves_two_requests_on_one_connection(
         conn.close()
 
 
+SMUGGLED = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/-/healthy"), ("HEAD", "/-/ready"),
+                                              ("GET", "/"), ("POST", "/metrics")])
+def test_a_body_the_request_does_not_use_is_never_read_as_the_next_request(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, path: str,
+) -> None:
+    """Framing does not depend on the method: a proxy in front that forwards a GET with a body
+    must not see the body answered as a request of its own (responses would get out of step)."""
+    server = serve(fake.endpoints())
+    answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         f"{len(SMUGGLED)}\r\n\r\n".encode() + SMUGGLED
+                 + b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 2  # the request, then the next real one
+    assert answer.rstrip().endswith(b"Healthy")
+    assert fake.scrapes == []
+
+
+@pytest.mark.parametrize(("method", "path", "length"), [
+    ("GET", "/-/healthy", None), ("POST", "/metrics", None), ("POST", "/zego/callback", None),
+    ("POST", "/zego/callback", 5), ("GET", "/-/healthy", 5),
+])
+def test_a_chunked_body_closes_the_connection_after_the_answer(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, path: str,
+    length: int | None,
+) -> None:
+    """A chunked request body is not read here, and Transfer-Encoding outweighs a
+    Content-Length: the only safe end is to close the connection once answered."""
+    server = serve(fake.endpoints())
+    chunked = b"%X\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)
+    content_length = b"" if length is None else b"Content-Length: %d\r\n" % length
+    answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode() + content_length
+                 + b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nConnection: close\r\n" in answer
+    assert fake.scrapes == [] and fake.callbacks == []
+
+
 def ipv6_loopback() -> bool:
     if not socket.has_ipv6:
         return False
