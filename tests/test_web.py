@@ -265,6 +265,23 @@ def test_http_1_0_gets_the_body_until_the_connection_closes(
     assert b"chunked" not in head and body == METRICS
 
 
+def test_http_0_9_gets_the_bare_body(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    """A request line without a version is HTTP/0.9: no status line and no headers go back, so
+    the body can be neither chunked nor gzipped."""
+    server = serve(fake.endpoints())
+    assert raw(server, b"GET /metrics\r\nAccept-Encoding: gzip\r\n\r\n") == METRICS
+
+
+def test_http_1_0_is_read_as_a_version_not_as_text(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    head, _, body = raw(server, b"GET /metrics HTTP/1.00\r\n\r\n").partition(b"\r\n\r\n")
+    assert b"chunked" not in head and body == METRICS
+
+
 def test_headers_reach_the_renderer(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
     server = serve(fake.endpoints())
     request(server, "GET", "/metrics", headers={

@@ -267,9 +267,11 @@ class _Handler(BaseHTTPRequestHandler):
         self, first: bytes, rest: Iterator[bytes], content_type: str, *, head: bool, gzip: bool,
     ) -> None:
         """Sends the body while it is rendered: chunked over HTTP/1.1 (the length is not known
-        up front), until the connection closes over HTTP/1.0. With gzip, each piece is
-        compressed and flushed as it comes, so nothing waits in the compressor for the next."""
-        chunked = self.request_version != "HTTP/1.0"
+        up front), until the connection closes before it. With gzip, each piece is compressed
+        and flushed as it comes, so nothing waits in the compressor for the next."""
+        version = _version(self.request_version)
+        chunked = version >= (1, 1)
+        gzip = gzip and version >= (1, 0)  # an HTTP/0.9 answer has no headers to say so
         if not chunked:
             self.close_connection = True
         self.send_response(200)
@@ -369,6 +371,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http request", extra={"client": self.address_string(),
                                          "request": format % args})
+
+
+def _version(text: str) -> tuple[int, int]:
+    """(1, 1) for "HTTP/1.1". http.server checked the form (or took HTTP/0.9 for a request line
+    without one); compared as text, "HTTP/1.00" would pass for 1.1."""
+    major, _, minor = text.removeprefix("HTTP/").partition(".")
+    return int(major), int(minor)
 
 
 class _ClientGone(Exception):
