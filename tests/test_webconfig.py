@@ -450,6 +450,11 @@ def test_basic_auth_right_and_wrong_passwords(auth_config: WebConfig) -> None:
     assert not auth_config.auth.check(basic("Alice", PASSWORD))
 
 
+def test_no_password_hash_in_the_printed_config(auth_config: WebConfig, alice_hash: str) -> None:
+    for printed in (repr(auth_config), repr(auth_config.settings), repr(auth_config.auth)):
+        assert "$2" not in printed and alice_hash not in printed
+
+
 def test_unknown_user_costs_one_bcrypt_at_a_fixed_cost_whatever_the_file_holds(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:

@@ -176,7 +176,7 @@ class Settings:
     """A valid web config file, before its certificates are loaded."""
 
     tls: TLSServerConfig | None
-    basic_auth_users: Mapping[str, bytes]
+    basic_auth_users: Mapping[str, bytes] = field(repr=False)  # hashes: never printed
     """User name -> bcrypt hash."""
     response_headers: Mapping[str, str]
     rate_limit: RateLimit | None
