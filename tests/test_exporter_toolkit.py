@@ -219,7 +219,7 @@ def hello_endpoints() -> Endpoints:
     """The Go test's handler: "Hello World!" for every path (here: the landing page)."""
     return Endpoints(
         telemetry_path="/metrics",
-        render_metrics=lambda accept, timeout: (HELLO, "text/plain"),
+        render_metrics=lambda accept, timeout: (iter([HELLO]), "text/plain"),
         is_ready=lambda: True,
         landing_html=HELLO.decode,
     )

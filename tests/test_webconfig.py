@@ -781,7 +781,7 @@ def https_server(security: Callable[[], WebConfig]) -> Iterator[int]:
     with `security().ssl_context()` at the time it is accepted."""
     endpoints = Endpoints(
         telemetry_path="/metrics",
-        render_metrics=lambda accept, timeout: (b"", "text/plain"),
+        render_metrics=lambda accept, timeout: (iter([b""]), "text/plain"),
         is_ready=lambda: True,
         landing_html=lambda: "ok\n",
     )
