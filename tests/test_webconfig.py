@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.certs import certificate, write_key
 from tests.support.clock import FakeClock
+from tests.support.credentials import basic_auth
 from zego_exporter import webconfig
 from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
@@ -130,9 +131,6 @@ def write(path: Path, text: str) -> str:
         os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
     return str(path)
 
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def tls_yaml(
@@ -443,11 +441,11 @@ def auth_config(tmp_path: Path, alice_hash: str) -> WebConfig:
 
 def test_basic_auth_right_and_wrong_passwords(auth_config: WebConfig) -> None:
     assert auth_config.auth
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("bob", "builder"))  # htpasswd's $2y$ prefix
-    assert not auth_config.auth.check(basic("alice", "wrong"))
-    assert not auth_config.auth.check(basic("bob", PASSWORD))
-    assert not auth_config.auth.check(basic("Alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("bob", "builder"))  # htpasswd's $2y$ prefix
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("bob", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("Alice", PASSWORD))
 
 
 def test_no_password_hash_in_the_printed_config(auth_config: WebConfig, alice_hash: str) -> None:
@@ -458,7 +456,7 @@ def test_no_password_hash_in_the_printed_config(auth_config: WebConfig, alice_ha
 def test_unknown_user_costs_one_bcrypt_at_a_fixed_cost_whatever_the_file_holds(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert not auth_config.auth.check(basic("mallory", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("mallory", PASSWORD))
 
     # exporter-toolkit's way: a fixed cost-10 hash, not the costliest user's (a cost-16 user
     # in the file made every unknown user cost seconds).
@@ -498,30 +496,30 @@ def test_passwords_beyond_72_bytes_are_truncated_like_go_and_htpasswd(tmp_path: 
     hashed = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(rounds=4)).decode()
     config = load_web_config(write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}"))
 
-    assert config.auth.check(basic("u", long_password + "ignored"))
-    assert not config.auth.check(basic("u", "x" * 71))
+    assert config.auth.check(basic_auth("u", long_password + "ignored"))
+    assert not config.auth.check(basic_auth("u", "x" * 71))
 
 
 def test_results_are_remembered_per_user_and_password(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 1
 
     # A failure is remembered too (a scraper with a stale password costs one check), and a
     # wrong password never matches a remembered success.
-    assert not auth_config.auth.check(basic("alice", "wrong"))
-    assert not auth_config.auth.check(basic("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
     assert len(counted_checkpw) == 2
-    assert not auth_config.auth.check(basic("alice", PASSWORD + "x"))
+    assert not auth_config.auth.check(basic_auth("alice", PASSWORD + "x"))
     assert len(counted_checkpw) == 3
 
     # Per user: bob with alice's password is not a hit.
-    assert not auth_config.auth.check(basic("bob", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("bob", PASSWORD))
     assert len(counted_checkpw) == 4
-    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 4
 
 
@@ -530,15 +528,15 @@ def test_a_reload_carries_results_over_only_for_an_unchanged_hash(
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
     first = load_web_config(path)
-    assert first.auth.check(basic("alice", PASSWORD))
-    assert load_web_config(path, previous=first).auth.check(basic("alice", PASSWORD))
+    assert first.auth.check(basic_auth("alice", PASSWORD))
+    assert load_web_config(path, previous=first).auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 1  # a certificate rotation costs no scraper a check
 
     new_hash = bcrypt.hashpw(b"rotated", bcrypt.gensalt(rounds=4)).decode()
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{new_hash}'}}")
     rotated = load_web_config(path, previous=first)
-    assert not rotated.auth.check(basic("alice", PASSWORD))  # the old password is gone
-    assert rotated.auth.check(basic("alice", "rotated"))
+    assert not rotated.auth.check(basic_auth("alice", PASSWORD))  # the old password is gone
+    assert rotated.auth.check(basic_auth("alice", "rotated"))
     assert len(counted_checkpw) == 3
 
 
@@ -546,8 +544,8 @@ def test_a_reloaded_config_starts_with_an_empty_cache(
     tmp_path: Path, alice_hash: str, counted_checkpw: list[bytes]
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
-    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
-    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic_auth("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 2
 
 
@@ -597,7 +595,7 @@ def test_watcher_reloads_a_changed_file(tmp_path: Path, clock: FakeClock, alice_
     clock.advance(PAST_RECHECK)
 
     assert watcher.current().auth
-    assert watcher.current().auth.check(basic("alice", PASSWORD))
+    assert watcher.current().auth.check(basic_auth("alice", PASSWORD))
 
 
 def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
@@ -607,7 +605,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
     path = write(tmp_path / "web.yml", good)
     reads: list[bool] = []
     watcher = WebConfigWatcher(path, clock=clock, on_reload=reads.append)
-    assert watcher.current().admit(basic("alice", PASSWORD), None) is None
+    assert watcher.current().admit(basic_auth("alice", PASSWORD), None) is None
     assert reads == [True]
 
     # The edit that removes alice also breaks the file: she must not keep getting in.
@@ -617,7 +615,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
             clock.advance(PAST_RECHECK)
             current = watcher.current()
             assert isinstance(current, BrokenWebConfig)
-            assert current.admit(basic("alice", PASSWORD), None) == 500
+            assert current.admit(basic_auth("alice", PASSWORD), None) == 500
             assert current.admit(None, None, login=False) == 500  # the callback too
     assert reads == [True, False, False, False]
 
@@ -636,8 +634,8 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
     write(tmp_path / "web.yml", f"basic_auth_users: {{bob: '{bob_hash}'}}\n")
     clock.advance(PAST_RECHECK)
     with caplog.at_level(logging.INFO, logger="zego_exporter.webconfig"):
-        assert watcher.current().admit(basic("bob", "builder"), None) is None
-    assert watcher.current().admit(basic("alice", PASSWORD), None) == 401
+        assert watcher.current().admit(basic_auth("bob", "builder"), None) is None
+    assert watcher.current().admit(basic_auth("alice", PASSWORD), None) == 401
     assert reads[-1] is True
     assert "web config valid again" in caplog.records[-1].getMessage()
 
@@ -705,7 +703,7 @@ def test_a_file_that_yaml_cannot_build_fails_closed_while_serving(
         def get(path: str) -> int:
             connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
             try:
-                connection.request("GET", path, headers={"Authorization": basic("alice",
+                connection.request("GET", path, headers={"Authorization": basic_auth("alice",
                                                                                  PASSWORD)})
                 response = connection.getresponse()
                 response.read()
@@ -1135,9 +1133,9 @@ def test_rate_limit_refuses_with_429_before_the_login_and_spares_health(
     text = f"rate_limit: {{interval: 1h, burst: 2}}\nbasic_auth_users: {{alice: '{alice_hash}'}}\n"
     config = load_web_config(write(tmp_path / "web.yml", text))
 
-    assert config.admit(basic("alice", PASSWORD), None) is None
-    assert config.admit(basic("alice", "wrong"), None) == 401
-    assert config.admit(basic("alice", PASSWORD), None) == 429
+    assert config.admit(basic_auth("alice", PASSWORD), None) is None
+    assert config.admit(basic_auth("alice", "wrong"), None) == 401
+    assert config.admit(basic_auth("alice", PASSWORD), None) == 429
     assert config.admit(None, None, login=False) == 429  # the callback is counted too
 
 
