@@ -401,7 +401,6 @@ class WebServer:
     ) -> None:
         host, port = parse_listen_address(listen_address)
         self._server = _Server(host, port, endpoints, security)
-        self._security = security
         self._thread: threading.Thread | None = None
 
     @property
@@ -416,7 +415,7 @@ class WebServer:
             host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
         elif ":" in host:
             host = f"[{host}]"
-        current = self._security()
+        current = self._server.security()
         scheme = "https" if current is not None and current.ssl_context() is not None else "http"
         return f"{scheme}://{host}:{self.port}"
 
