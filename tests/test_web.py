@@ -427,6 +427,23 @@ def test_a_chunked_body_closes_the_connection_after_the_answer(
     assert fake.scrapes == [] and fake.callbacks == []
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("length", [b"\xb2", b"-1", b"1e3", b" "])  # \xb2: superscript two
+def test_a_content_length_that_is_not_a_number_is_answered_and_the_connection_closed(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, length: bytes,
+) -> None:
+    """"²".isdigit() is true, but int("²") fails: a header like that must not end the handler
+    without an answer."""
+    server = serve(fake.endpoints())
+    for path, status in [("/-/healthy", b"200" if method == "GET" else b"405"),
+                         ("/zego/callback", b"405" if method == "GET" else b"411")]:
+        answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode()
+                     + b"Content-Length: " + length + b"\r\n\r\n" + SMUGGLED)
+        assert answer.startswith(b"HTTP/1.1 " + status), (path, answer[:40])
+        assert answer.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in answer
+    assert fake.callbacks == [] and fake.scrapes == []
+
+
 def ipv6_loopback() -> bool:
     if not socket.has_ipv6:
         return False

@@ -322,12 +322,11 @@ class _Handler(BaseHTTPRequestHandler):
         assert endpoints.handle_callback is not None
         if not self._authorized(login=False, body_unread=True):  # signed by ZEGO, no login
             return
-        length_text = self.headers.get("Content-Length", "")
-        if not length_text.isdigit() or "Transfer-Encoding" in self.headers:
+        length = self._content_length()
+        if length is None or "Transfer-Encoding" in self.headers:
             self.close_connection = True
             self._send(411, b"Content-Length required\n")
             return
-        length = int(length_text)
         if length > endpoints.max_callback_bytes:
             self.close_connection = True  # the unread body must not be parsed as a request
             status, body = endpoints.handle_callback(None)
@@ -340,12 +339,18 @@ class _Handler(BaseHTTPRequestHandler):
         parsed as the next request on the connection (a proxy in front would get answers out of
         step). A body that is chunked, of an unreadable length or big is not read: the
         connection closes after the answer instead."""
-        length_text = self.headers.get("Content-Length")
-        if "Transfer-Encoding" in self.headers or (length_text is not None and (
-                not length_text.isdigit() or int(length_text) > _MAX_SKIPPED_BODY)):
+        length = self._content_length()
+        unreadable = length is None and "Content-Length" in self.headers
+        if "Transfer-Encoding" in self.headers or unreadable or (length or 0) > _MAX_SKIPPED_BODY:
             self.close_connection = True
-        elif length_text:
-            self.rfile.read(int(length_text))
+        elif length:
+            self.rfile.read(length)
+
+    def _content_length(self) -> int | None:
+        """The Content-Length, or None when there is none or it is not a number ("²" passes
+        str.isdigit but not int)."""
+        text = self.headers.get("Content-Length", "")
+        return int(text) if text.isascii() and text.isdigit() else None
 
     def _send(
         self,
