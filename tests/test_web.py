@@ -369,6 +369,21 @@ def test_a_client_that_hangs_up_midway_ends_the_scrape_quietly(
     assert request(server, "GET", "/metrics").status == 200
 
 
+def test_a_failing_endpoint_is_logged_as_an_error_not_hidden_with_connection_noise(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken() -> bool:
+        raise RuntimeError("a bug in is_ready")
+
+    server = serve(fake.endpoints(is_ready=broken))
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        request(server, "GET", "/-/ready")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "a bug in is_ready" in str(errors[0].exc_info[1])
+    assert request(server, "GET", "/-/healthy").status == 200
+
+
 def test_keep_alive_serves_two_requests_on_one_connection(
     serve: Callable[..., WebServer], fake: FakeEndpoints,
 ) -> None:

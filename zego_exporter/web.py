@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -159,8 +160,11 @@ class _Server(ThreadingHTTPServer):
         return conn, addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # TLS handshake failures and clients hanging up are normal on a public port.
-        log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
+        if isinstance(sys.exc_info()[1], OSError):
+            # TLS handshake failures and clients hanging up are normal on a public port.
+            log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
+        else:  # a bug behind an endpoint: the connection was closed without an answer
+            log.error("request failed", extra={"client": str(client_address)}, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
