@@ -236,7 +236,9 @@ def _parse_yaml(path: str, text: str) -> object:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 # Unhashable keys (lists, mappings) are SafeLoader's to report.
-                if isinstance(key, str | int | float | bool) and key in seen:
+                if not isinstance(key, str | int | float | bool):
+                    continue
+                if key in seen:
                     raise WebConfigError(
                         f"web config {path}: line {key_node.start_mark.line + 1}: "
                         f"duplicate key {key!r}: keep one"
@@ -404,7 +406,7 @@ def _cipher_suites(path: str, value: object) -> tuple[str, ...]:
         raise error(path, key, f"must be a list of cipher suite names, got {_type_name(value)}")
     chosen: set[str] = set()
     for suite in value:
-        if suite in _TLS13_SUITES:
+        if isinstance(suite, str) and suite in _TLS13_SUITES:
             continue
         if not isinstance(suite, str) or suite not in _CIPHER_SUITES:
             raise error(
