@@ -22,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.certs import certificate, write_key
 from tests.support.clock import FakeClock
@@ -393,6 +395,47 @@ def test_every_invalid_config_is_one_line_naming_file_and_key(
     assert alice_hash not in message
     assert "hunter2" not in message
     assert "not a pem" not in message  # inline values, a key among them, are never echoed
+
+
+# Values of every YAML type, and a few that each key takes, so that validation gets far.
+_YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["1s", "TLS12", "RequireAndVerifyClientCert", "deny", "2001-13-01",
+                       "TLS_AES_128_GCM_SHA256", "$2y$10$" + "a" * 53]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+# Each key of the format, beside settings that let validation reach it.
+_KEYS = [
+    *(("tls_server_config", key) for key in (
+        "cert", "cert_file", "key", "key_file", "client_auth_type", "client_ca",
+        "client_ca_file", "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+        "prefer_server_cipher_suites", "curve_preferences")),
+    ("http_server_config", "http2"), ("http_server_config", "headers"),
+    ("rate_limit", "interval"), ("rate_limit", "burst"), ("basic_auth_users", "alice"),
+]
+_BESIDE = {"tls_server_config": {"cert_file": "c.crt", "key_file": "c.key",
+                                 "client_auth_type": "RequireAndVerifyClientCert"}}
+
+
+@pytest.mark.parametrize(("section", "key"), _KEYS, ids=[".".join(k) for k in _KEYS])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_YAML_VALUES | st.dictionaries(st.sampled_from(
+    ["X-Frame-Options", "X-XSS-Protection", "Foo"]), _YAML_VALUES, max_size=2))
+def test_any_value_of_any_key_loads_or_is_one_line_naming_the_file(
+    tmp_path_factory: pytest.TempPathFactory, section: str, key: str, value: object
+) -> None:
+    """Whatever a key holds, loading ends in a WebConfig or a WebConfigError, never another
+    exception (that was a traceback at start, and a reload that ended the accept loop)."""
+    import yaml
+
+    path = tmp_path_factory.mktemp("any") / "web.yml"
+    path.write_text(yaml.safe_dump({section: {**_BESIDE.get(section, {}), key: value}}))
+    try:
+        load_web_config(str(path))
+    except WebConfigError as caught:
+        assert str(caught).startswith(f"web config {path}: ") and "\n" not in str(caught)
 
 
 def test_the_config_file_itself_missing_or_unreadable(tmp_path: Path) -> None:
