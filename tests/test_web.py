@@ -1,7 +1,8 @@
 """The web layer alone: a real WebServer on loopback around fake endpoints and a fake security.
 
-What is checked here is HTTP, not metrics: listen addresses, IPv6, keep-alive, headers handed
-to the endpoints, the callback endpoint's body limits, and basic auth on every path but the
+What is checked here is HTTP, not metrics: listen addresses, IPv6, keep-alive, streamed bodies
+for each HTTP version, headers handed to the endpoints, request bodies that must never be read
+as the next request, the callback endpoint's body limits, and basic auth on every path but the
 health check and the callback.
 """
 
