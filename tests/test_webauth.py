@@ -64,6 +64,15 @@ def logins(auth: BasicAuth, *headers: str) -> Iterator[list[bool]]:
             assert not thread.is_alive()
 
 
+def test_the_dummy_hash_is_a_real_cost_10_bcrypt_hash() -> None:
+    """A dummy bcrypt refused at once (ValueError, answered False) would make unknown users
+    quick to refuse, and so tell them apart from known ones by timing."""
+    import bcrypt
+
+    assert DUMMY_HASH[:7] in (b"$2a$10$", b"$2b$10$", b"$2y$10$") and len(DUMMY_HASH) == 60
+    assert bcrypt.checkpw(b"anything", DUMMY_HASH) is False  # raises on a broken hash
+
+
 def test_a_valid_login_passes_while_unknown_users_are_stuck_in_their_checks() -> None:
     checker = GatedChecker(DUMMY_HASH)
     auth = BasicAuth({"dave": DAVE_HASH, "alice": ALICE_HASH}, checker=checker, slots=4)
