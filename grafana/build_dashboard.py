@@ -425,8 +425,9 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
         ),
         stat(
             "Initializing",
-            "Tasks still starting up (Status 1). The exporter re-checks them every 5 s; a task "
-            "that stays here for long shows as a long blue bar in the timeline below.",
+            "Tasks still starting up (Status 1). The exporter re-checks them every 3 s through "
+            "discovery (5 s when polled one by one); a task that stays here for long shows as a "
+            "long blue bar in the timeline below.",
             Query(state_count("initializing")), color="blue",
             panel_id=3,
         ),
@@ -441,15 +442,18 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
         ),
         stat(
             "Stopping / stopped",
-            "Tasks being stopped (Status 4) or stopped (Status 5). Stopped is terminal and is "
-            "not polled again.",
+            "Tasks being stopped (Status 4) or stopped: Status 5, or a task the exporter saw "
+            "running that ZEGO now answers 'task not found' for (it ended). Stopped is terminal "
+            "and is not polled again.",
             Query(state_count("stopping|stopped")), color="#8e8e8e",
             panel_id=5,
         ),
         stat(
             "Not found",
-            "Tasks for which the ZEGO API answers 'task not found' (code 400000005): usually a "
-            "configured TaskId that is wrong, expired or already cleaned up. Terminal.",
+            "Configured tasks for which the ZEGO API answers 'task not found' (code 400000005) "
+            "and that the exporter never saw in any state: a wrong TaskId, another AppID or "
+            "region, or a task that ended before the exporter first asked. A task seen before "
+            "shows as stopped instead. Terminal.",
             Query(state_count("not_found")),
             thresholds=steps(("green", None), ("purple", 1)),
             panel_id=6,
@@ -675,10 +679,12 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
         ),
         timeseries(
             "Collection and scrape duration",
-            "How long the exporter took to build its metrics for the last scrape (collect), "
-            "and the whole scrape as Prometheus measured it (scrape). Collection reads the "
-            "exporter's cache and never waits for ZEGO, so both should stay far below the "
-            "scrape timeout.",
+            "How long the exporter took to write the body of its previous complete scrape "
+            "(collect: from its snapshot of the cache to the last byte handed to the "
+            "connection, so rendering, gzip and sending), and the whole scrape as Prometheus "
+            "measured it (scrape, which also includes a wait of up to --web.max-scrape-wait for "
+            "lookups in flight). Neither waits for ZEGO beyond that, so both should stay far "
+            "below the scrape timeout.",
             [
                 Query(sel("zego_digital_human_scrape_duration_seconds", EXPORTER),
                       "collect ({{instance}})"),

@@ -15,6 +15,8 @@ for tool in podman buildah debootstrap; do
   command -v "$tool" >/dev/null || packages+=("$tool")
 done
 command -v ip >/dev/null || packages+=(iproute2)  # loopback up in the image test's namespace
+# `python3 -m venv` below: Debian's python3 needs python3-venv for it (ensurepip).
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3 python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
   packages+=(uidmap fuse-overlayfs slirp4netns)
   sudo=""
@@ -24,6 +26,12 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${packages[@]}" >/dev/null
 fi
+
+# kubectl with kustomize (tests/test_kubernetes.py) is not installed here: Debian's only kubectl
+# (kubernetes-client, 1.20) predates kustomize components. The development and CI machines have
+# it; without it those tests fail under CI=true and are skipped otherwise.
+command -v kubectl >/dev/null ||
+  echo "== kubectl not found: tests/test_kubernetes.py needs kubectl 1.21 or newer" >&2
 
 # A virtual environment of the project's own, so nothing installed by hand can hide a gap.
 venv="${ZEGO_TEST_VENV:-.venv}"

@@ -342,3 +342,13 @@ def test_provisioning_examples() -> None:
     datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
     (source,) = datasources["datasources"]
     assert source["type"] == "prometheus" and source["url"].startswith("http")
+
+
+def test_provisioned_data_source_knows_the_example_scrape_interval() -> None:
+    # Grafana derives $__rate_interval from timeInterval: one shorter than the real scrape
+    # interval makes the rate panels' windows too short to hold two samples.
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    prometheus = yaml.safe_load((GRAFANA.parent / "prometheus/prometheus.yml").read_text())
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "zego-exporter"]
+    assert source["jsonData"]["timeInterval"] == job["scrape_interval"]

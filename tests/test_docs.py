@@ -1,10 +1,11 @@
 """The README and the manual in docs/ stay true to the code and to each other.
 
 The README is a short front page that names the two real commands (the demo and the test
-command `.ci/run` runs); every flag, environment variable and metric is documented on its
-page; every relative link and anchor resolves; every alert's `runbook_url` lands on its own
-heading in docs/alerts.md. Each check is a function returning the problems it found, and each
-test also feeds its checker a deliberately broken copy, so a check that cannot fail shows up.
+command `.ci/run` runs); every flag (with its environment variable and its default) and
+every metric is documented on its page; every relative link and anchor resolves; every
+alert's `runbook_url` lands on its own heading in docs/alerts.md. Each check is a function
+returning the problems it found, and each test also feeds its checker a deliberately broken
+copy, so a check that cannot fail shows up.
 """
 
 from __future__ import annotations
@@ -261,6 +262,49 @@ def test_configuration_table_lists_every_serve_flag_with_its_environment_twin() 
         "--zego.qps is not in the docs/configuration.md table"
     ]
     assert len(configuration_problems(page.replace("`ZEGO_TIMEOUT`", "`ZEGO_TIMEOUTS`"))) == 1
+
+
+def configuration_default_problems(page: str) -> list[str]:
+    """Rows of the docs/configuration.md table whose default is not the one `serve` has: a
+    value in backticks where click has one, `on`/`off` for a switch, and no value otherwise."""
+    problems = []
+    for param in cli.commands["serve"].params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        flag = max(param.opts, key=len)
+        row_start = re.compile(rf"\| `{re.escape(flag)}[` ]")
+        rows = [line for line in page.splitlines() if row_start.match(line)]
+        if not rows:
+            continue  # configuration_problems reports it
+        documented = rows[0].strip().strip("|").split("|")[2].strip()
+        default = param.default
+        if isinstance(default, bool):
+            expected: str | None = "on" if default else "off"
+        elif isinstance(default, (str, int, float)):
+            expected = f"`{default}`"
+        else:  # no default (click's UNSET, None)
+            expected = None
+        if expected is None:
+            if documented.startswith("`"):
+                problems.append(f"{flag}: documented default {documented}, but it has none")
+        elif documented != expected:
+            problems.append(f"{flag}: documented default {documented}, `serve` has {expected}")
+    return problems
+
+
+def test_configuration_table_shows_the_defaults_serve_has() -> None:
+    page = (DOCS / "configuration.md").read_text("utf-8")
+    assert configuration_default_problems(page) == []
+    stale = page.replace("| `ZEGO_DISCOVERY_INTERVAL` | `3s` |",
+                         "| `ZEGO_DISCOVERY_INTERVAL` | `15s` |")
+    assert configuration_default_problems(stale) == [
+        "--discovery.interval: documented default `15s`, `serve` has `3s`"
+    ]
+    invented = page.replace("| `ZEGO_TASK_FILE` | none |", "| `ZEGO_TASK_FILE` | `tasks.txt` |")
+    switched = page.replace("| `ZEGO_DISCOVERY` | on |", "| `ZEGO_DISCOVERY` | off |")
+    for broken in (invented, switched):
+        assert broken != page
+        assert len(configuration_default_problems(broken)) == 1
 
 
 def metrics_problems(page: str) -> list[str]:

@@ -139,31 +139,32 @@ def test_sigkill_while_tasks_change_then_restart_keeps_every_state_reason_and_co
         assert {state for state, _ in want.values()} == {
             "initializing", "streaming", "init_failed", "stopped"}
 
+        failed = {(t.room_id, t.stream_id) for t in tasks if want[t.task_id][0] == "init_failed"}
+        # Each failure counted once, whether it was counted before the kill (and read back from
+        # the file), between the last write and the kill, or while it was down.
+        want_counts = {(t.room_id, t.stream_id): 1.0 if (t.room_id, t.stream_id) in failed
+                       else 0.0 for t in tasks}
         started = time.monotonic()
         with exporter_process(["serve", *FAST], env, tmp_path / "second") as second:
             second.wait_ready(30)
             found: list[Sample] = []
 
+            # A scrape shows a failure count only once the storage writer has written it (at
+            # most half a second after the state), so that a kill can never lower a count:
+            # wait for the counts as for the states.
             def caught_up() -> bool:
                 nonlocal found
                 found = scrape(second)
-                return observed(found, tasks) == want
+                return observed(found, tasks) == want and failure_counts(found) == want_counts
 
             try:
                 wait_until(caught_up, timeout=20, what="the restarted exporter to catch up",
                            proc=second.proc)
             except AssertionError:
                 assert observed(found, tasks) == want  # shows which tasks differ
+                assert failure_counts(found) == want_counts
                 raise
             caught_up_in = time.monotonic() - started
-
-            failed = {(t.room_id, t.stream_id) for t in tasks if want[t.task_id][0] ==
-                      "init_failed"}
-            # Each failure counted once, whether it was counted before the kill (and read back
-            # from the file), between the last write and the kill, or while it was down.
-            assert failure_counts(found) == {
-                (t.room_id, t.stream_id): 1.0 if (t.room_id, t.stream_id) in failed else 0.0
-                for t in tasks}
             tracked = {s.labels["source"]: s.value for s in found
                        if s.name == "zego_digital_human_tracked_tasks"}
             # Every task was listed while it ran, the configured ones too.
