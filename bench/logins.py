@@ -112,7 +112,7 @@ def main() -> None:
         path = Path(directory) / "web.yml"
         path.write_text("basic_auth_users:\n" + "\n".join(lines) + "\n")
         endpoints = Endpoints(telemetry_path="/metrics",
-                              render_metrics=lambda accept, timeout: (b"", "text/plain"),
+                              render_metrics=lambda accept, timeout: (iter([b""]), "text/plain"),
                               is_ready=lambda: True, landing_html=lambda: "ok\n")
         server = WebServer("127.0.0.1:0", endpoints, WebConfigWatcher(str(path)).current)
         server.start()

@@ -11,7 +11,6 @@ same differences.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import shutil
 import ssl
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.credentials import basic_auth
 from zego_exporter.web import Endpoints, Security, WebServer
 from zego_exporter.webconfig import WebConfigError, WebConfigWatcher
 
@@ -219,7 +219,7 @@ def hello_endpoints() -> Endpoints:
     """The Go test's handler: "Hello World!" for every path (here: the landing page)."""
     return Endpoints(
         telemetry_path="/metrics",
-        render_metrics=lambda accept, timeout: (HELLO, "text/plain"),
+        render_metrics=lambda accept, timeout: (iter([HELLO]), "text/plain"),
         is_ready=lambda: True,
         landing_html=HELLO.decode,
     )
@@ -267,8 +267,7 @@ class Answer:
 def get(port: int, case: Case) -> Answer:
     headers = {}
     if case.user is not None:
-        token = base64.b64encode(f"{case.user}:{case.password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
+        headers["Authorization"] = basic_auth(case.user, str(case.password))
     connection: http.client.HTTPConnection
     if case.tls:
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=tls_client(case),

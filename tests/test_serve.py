@@ -8,7 +8,6 @@ in tests/support (processes.py, scrapes.py).
 
 from __future__ import annotations
 
-import base64
 import gzip
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from prometheus_client.openmetrics.parser import (
 
 from tests.support.components import require_binary
 from tests.support.contract_metrics import CONTRACT_METRICS
-from tests.support.credentials import SECRET_TEXT
+from tests.support.credentials import SECRET_TEXT, basic_auth
 from tests.support.processes import (
     ExporterRun,
     answers,
@@ -232,8 +231,7 @@ def test_a_web_config_file_that_breaks_fails_closed_until_it_is_fixed(tmp_path: 
             for user, pw in passwords.items())
 
     def login(user: str, password: str) -> dict[str, str]:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+        return {"Authorization": basic_auth(user, password)}
 
     web_config = tmp_path / "web.yml"
     web_config.write_text(users(alice="wonderland"))

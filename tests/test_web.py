@@ -1,7 +1,8 @@
 """The web layer alone: a real WebServer on loopback around fake endpoints and a fake security.
 
-What is checked here is HTTP, not metrics: listen addresses, IPv6, keep-alive, headers handed
-to the endpoints, the callback endpoint's body limits, and basic auth on every path but the
+What is checked here is HTTP, not metrics: listen addresses, IPv6, keep-alive, streamed bodies
+for each HTTP version, headers handed to the endpoints, request bodies that must never be read
+as the next request, the callback endpoint's body limits, and basic auth on every path but the
 health check and the callback.
 """
 
@@ -265,6 +266,23 @@ def test_http_1_0_gets_the_body_until_the_connection_closes(
     assert b"chunked" not in head and body == METRICS
 
 
+def test_http_0_9_gets_the_bare_body(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    """A request line without a version is HTTP/0.9: no status line and no headers go back, so
+    the body can be neither chunked nor gzipped."""
+    server = serve(fake.endpoints())
+    assert raw(server, b"GET /metrics\r\nAccept-Encoding: gzip\r\n\r\n") == METRICS
+
+
+def test_http_1_0_is_read_as_a_version_not_as_text(
+    serve: Callable[..., WebServer], fake: FakeEndpoints,
+) -> None:
+    server = serve(fake.endpoints())
+    head, _, body = raw(server, b"GET /metrics HTTP/1.00\r\n\r\n").partition(b"\r\n\r\n")
+    assert b"chunked" not in head and body == METRICS
+
+
 def test_headers_reach_the_renderer(serve: Callable[..., WebServer], fake: FakeEndpoints) -> None:
     server = serve(fake.endpoints())
     request(server, "GET", "/metrics", headers={
@@ -352,6 +370,21 @@ def test_a_client_that_hangs_up_midway_ends_the_scrape_quietly(
     assert request(server, "GET", "/metrics").status == 200
 
 
+def test_a_failing_endpoint_is_logged_as_an_error_not_hidden_with_connection_noise(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken() -> bool:
+        raise RuntimeError("a bug in is_ready")
+
+    server = serve(fake.endpoints(is_ready=broken))
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        request(server, "GET", "/-/ready")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "a bug in is_ready" in str(errors[0].exc_info[1])
+    assert request(server, "GET", "/-/healthy").status == 200
+
+
 def test_keep_alive_serves_two_requests_on_one_connection(
     serve: Callable[..., WebServer], fake: FakeEndpoints,
 ) -> None:
@@ -369,6 +402,62 @@ def test_keep_alive_serves_two_requests_on_one_connection(
         assert conn.sock is sock  # http.client reconnects (new socket) if the server hung up
     finally:
         conn.close()
+
+
+SMUGGLED = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/-/healthy"), ("HEAD", "/-/ready"),
+                                              ("GET", "/"), ("POST", "/metrics")])
+def test_a_body_the_request_does_not_use_is_never_read_as_the_next_request(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, path: str,
+) -> None:
+    """Framing does not depend on the method: a proxy in front that forwards a GET with a body
+    must not see the body answered as a request of its own (responses would get out of step)."""
+    server = serve(fake.endpoints())
+    answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         f"{len(SMUGGLED)}\r\n\r\n".encode() + SMUGGLED
+                 + b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 2  # the request, then the next real one
+    assert answer.rstrip().endswith(b"Healthy")
+    assert fake.scrapes == []
+
+
+@pytest.mark.parametrize(("method", "path", "length"), [
+    ("GET", "/-/healthy", None), ("POST", "/metrics", None), ("POST", "/zego/callback", None),
+    ("POST", "/zego/callback", 5), ("GET", "/-/healthy", 5),
+])
+def test_a_chunked_body_closes_the_connection_after_the_answer(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, path: str,
+    length: int | None,
+) -> None:
+    """A chunked request body is not read here, and Transfer-Encoding outweighs a
+    Content-Length: the only safe end is to close the connection once answered."""
+    server = serve(fake.endpoints())
+    chunked = b"%X\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)
+    content_length = b"" if length is None else b"Content-Length: %d\r\n" % length
+    answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode() + content_length
+                 + b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nConnection: close\r\n" in answer
+    assert fake.scrapes == [] and fake.callbacks == []
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("length", [b"\xb2", b"-1", b"1e3", b" "])  # \xb2: superscript two
+def test_a_content_length_that_is_not_a_number_is_answered_and_the_connection_closed(
+    serve: Callable[..., WebServer], fake: FakeEndpoints, method: str, length: bytes,
+) -> None:
+    """"²".isdigit() is true, but int("²") fails: a header like that must not end the handler
+    without an answer."""
+    server = serve(fake.endpoints())
+    for path, status in [("/-/healthy", b"200" if method == "GET" else b"405"),
+                         ("/zego/callback", b"405" if method == "GET" else b"411")]:
+        answer = raw(server, f"{method} {path} HTTP/1.1\r\nHost: x\r\n".encode()
+                     + b"Content-Length: " + length + b"\r\n\r\n" + SMUGGLED)
+        assert answer.startswith(b"HTTP/1.1 " + status), (path, answer[:40])
+        assert answer.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in answer
+    assert fake.callbacks == [] and fake.scrapes == []
 
 
 def ipv6_loopback() -> bool:

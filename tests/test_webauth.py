@@ -3,20 +3,17 @@ test releases it (no wall clock: the timings are bench/logins.py's job)."""
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tests.support.credentials import basic_auth
 from zego_exporter.webconfig.auth import DUMMY_HASH, BasicAuth, LoginResults
 
 WAIT = 10.0  # seconds: only ever reached when the mechanism is broken (a deadlock)
 DAVE_HASH = b"$2y$10$" + b"d" * 53
 ALICE_HASH = b"$2y$16$" + b"a" * 53  # the slow user of the file
 
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class GatedChecker:
@@ -67,15 +64,24 @@ def logins(auth: BasicAuth, *headers: str) -> Iterator[list[bool]]:
             assert not thread.is_alive()
 
 
+def test_the_dummy_hash_is_a_real_cost_10_bcrypt_hash() -> None:
+    """A dummy bcrypt refused at once (ValueError, answered False) would make unknown users
+    quick to refuse, and so tell them apart from known ones by timing."""
+    import bcrypt
+
+    assert DUMMY_HASH[:7] in (b"$2a$10$", b"$2b$10$", b"$2y$10$") and len(DUMMY_HASH) == 60
+    assert bcrypt.checkpw(b"anything", DUMMY_HASH) is False  # raises on a broken hash
+
+
 def test_a_valid_login_passes_while_unknown_users_are_stuck_in_their_checks() -> None:
     checker = GatedChecker(DUMMY_HASH)
     auth = BasicAuth({"dave": DAVE_HASH, "alice": ALICE_HASH}, checker=checker, slots=4)
 
-    unknown = [basic(f"mallory{n}", "guess") for n in range(3)]
+    unknown = [basic_auth(f"mallory{n}", "guess") for n in range(3)]
     with logins(auth, *unknown) as refused:
         checker.wait_until_stuck(3)  # three checks hold three slots and do not come back
 
-        assert auth.check(basic("dave", "right"))  # no single lock: the fourth slot is free
+        assert auth.check(basic_auth("dave", "right"))  # no single lock: the fourth slot is free
         assert checker.in_flight == 3
 
         checker.gate.set()
@@ -109,13 +115,13 @@ def test_a_remembered_login_needs_no_slot_at_all() -> None:
     checker = GatedChecker(DUMMY_HASH)
     pools = Pools()
     auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=2, semaphore=pools)
-    assert auth.check(basic("dave", "right"))  # checked once, remembered
+    assert auth.check(basic_auth("dave", "right"))  # checked once, remembered
 
-    with logins(auth, basic("eve", "1"), basic("eve", "2")) as refused:
+    with logins(auth, basic_auth("eve", "1"), basic_auth("eve", "2")) as refused:
         checker.wait_until_stuck(2)
         assert pools.full() == [True]  # cost 10 (dave's and the dummy's): both slots held
 
-        assert auth.check(basic("dave", "right"))  # a scraper's next scrape: not held up
+        assert auth.check(basic_auth("dave", "right"))  # a scraper's next scrape: not held up
         checker.gate.set()
     assert refused == [False, False]
     assert checker.most_in_flight == 2
@@ -126,7 +132,7 @@ def test_checks_beyond_the_slots_wait_for_one_to_free() -> None:
     pools = Pools()
     auth = BasicAuth({"dave": DAVE_HASH}, checker=checker, slots=2, semaphore=pools)
 
-    headers = [basic(f"unknown{n}", "x") for n in range(5)]
+    headers = [basic_auth(f"unknown{n}", "x") for n in range(5)]
     with logins(auth, *headers) as refused:
         checker.wait_until_stuck(2)
         assert pools.full() == [True]
@@ -143,13 +149,13 @@ def test_wrong_passwords_for_a_slow_user_do_not_hold_up_a_usual_login() -> None:
                      semaphore=pools)
     assert len(pools.made) == 2  # cost 10 (dave, the dummy) and cost 16 (alice)
 
-    with logins(auth, basic("alice", "guess1"), basic("alice", "guess2"),
-                basic("alice", "guess3")) as refused:
+    with logins(auth, basic_auth("alice", "guess1"), basic_auth("alice", "guess2"),
+                basic_auth("alice", "guess3")) as refused:
         checker.wait_until_stuck(2)
         assert sorted(pools.full()) == [False, True]  # alice's cost: full; the other: free
 
-        assert auth.check(basic("dave", "right"))
-        assert not auth.check(basic("nobody", "x"))
+        assert auth.check(basic_auth("dave", "right"))
+        assert not auth.check(basic_auth("nobody", "x"))
         checker.gate.set()
     assert refused == [False] * 3
     assert checker.most_in_flight <= 3  # two of alice's, and one usual check at a time here
@@ -159,12 +165,12 @@ def test_a_remembered_failure_is_not_checked_again_and_never_becomes_a_success()
     checker = GatedChecker()
     auth = BasicAuth({"dave": DAVE_HASH}, checker=checker)
 
-    assert not auth.check(basic("dave", "stale"))
-    assert not auth.check(basic("dave", "stale"))
-    assert not auth.check(basic("nobody", "right"))  # right for the dummy checker: still no
-    assert not auth.check(basic("nobody", "right"))
+    assert not auth.check(basic_auth("dave", "stale"))
+    assert not auth.check(basic_auth("dave", "stale"))
+    assert not auth.check(basic_auth("nobody", "right"))  # right for the dummy checker: still no
+    assert not auth.check(basic_auth("nobody", "right"))
     assert checker.calls == [DAVE_HASH, DUMMY_HASH]
-    assert auth.check(basic("dave", "right"))
+    assert auth.check(basic_auth("dave", "right"))
 
 
 def test_failures_cannot_push_out_the_successes() -> None:

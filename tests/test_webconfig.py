@@ -22,9 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.certs import certificate, write_key
 from tests.support.clock import FakeClock
+from tests.support.credentials import basic_auth
+from zego_exporter import webconfig
 from zego_exporter.web import Endpoints, WebServer
 from zego_exporter.webconfig import (
     INSTALL_HINT,
@@ -129,9 +133,6 @@ def write(path: Path, text: str) -> str:
         os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
     return str(path)
 
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def tls_yaml(
@@ -247,6 +248,11 @@ def test_header_values_are_sent_as_written_whatever_yaml_types_them(
 INVALID_CONFIGS = [
     ("bad-yaml", "tls_server_config: [\n", "invalid YAML: line"),
     ("duplicate-key", "basic_auth_users: {}\nbasic_auth_users: {}\n", "duplicate key"),
+    # PyYAML types these scalars and then fails to build them (ValueError, not a YAMLError).
+    ("impossible-date", "basic_auth_users: {alice: 2001-13-01}\n", "invalid YAML: a value"),
+    ("tag-on-text", "rate_limit: {burst: !!int many}\n", "invalid YAML: a value"),
+    ("nested-too-deep", "a: " + "[" * 5000 + "]" * 5000 + "\n", "invalid YAML: nested"),
+    ("unhashable-key", "? [a, b]\n: 1\n", "invalid YAML: line 1 column 3: found unhashable key"),
     ("not-a-mapping", "- a\n- b\n", "the file must be a YAML mapping"),
     ("unknown-top-key", "tls_config: {}\n", "tls_config: unknown key"),
     ("rate-limit-not-mapping", "rate_limit: 1s\n", "rate_limit: must be a mapping"),
@@ -329,6 +335,8 @@ INVALID_CONFIGS = [
      "tls_server_config.cipher_suites: must be a list"),
     ("cipher-unknown", "{tls}  cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]\n",
      "tls_server_config.cipher_suites: unknown cipher suite"),
+    ("cipher-not-string", "{tls}  cipher_suites: [[TLS_AES_128_GCM_SHA256]]\n",
+     "tls_server_config.cipher_suites: unknown cipher suite ['TLS_AES_128_GCM_SHA256']"),
     ("users-not-mapping", "basic_auth_users: [alice]\n", "basic_auth_users: must be a mapping"),
     ("user-not-string", "basic_auth_users: {123: '{hash}'}\n", "basic_auth_users: user name 123"),
     ("user-colon", "basic_auth_users: {'a:b': '{hash}'}\n", "basic_auth_users.a:b: a user name"),
@@ -389,6 +397,47 @@ def test_every_invalid_config_is_one_line_naming_file_and_key(
     assert "not a pem" not in message  # inline values, a key among them, are never echoed
 
 
+# Values of every YAML type, and a few that each key takes, so that validation gets far.
+_YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["1s", "TLS12", "RequireAndVerifyClientCert", "deny", "2001-13-01",
+                       "TLS_AES_128_GCM_SHA256", "$2y$10$" + "a" * 53]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+# Each key of the format, beside settings that let validation reach it.
+_KEYS = [
+    *(("tls_server_config", key) for key in (
+        "cert", "cert_file", "key", "key_file", "client_auth_type", "client_ca",
+        "client_ca_file", "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+        "prefer_server_cipher_suites", "curve_preferences")),
+    ("http_server_config", "http2"), ("http_server_config", "headers"),
+    ("rate_limit", "interval"), ("rate_limit", "burst"), ("basic_auth_users", "alice"),
+]
+_BESIDE = {"tls_server_config": {"cert_file": "c.crt", "key_file": "c.key",
+                                 "client_auth_type": "RequireAndVerifyClientCert"}}
+
+
+@pytest.mark.parametrize(("section", "key"), _KEYS, ids=[".".join(k) for k in _KEYS])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_YAML_VALUES | st.dictionaries(st.sampled_from(
+    ["X-Frame-Options", "X-XSS-Protection", "Foo"]), _YAML_VALUES, max_size=2))
+def test_any_value_of_any_key_loads_or_is_one_line_naming_the_file(
+    tmp_path_factory: pytest.TempPathFactory, section: str, key: str, value: object
+) -> None:
+    """Whatever a key holds, loading ends in a WebConfig or a WebConfigError, never another
+    exception (that was a traceback at start, and a reload that ended the accept loop)."""
+    import yaml
+
+    path = tmp_path_factory.mktemp("any") / "web.yml"
+    path.write_text(yaml.safe_dump({section: {**_BESIDE.get(section, {}), key: value}}))
+    try:
+        load_web_config(str(path))
+    except WebConfigError as caught:
+        assert str(caught).startswith(f"web config {path}: ") and "\n" not in str(caught)
+
+
 def test_the_config_file_itself_missing_or_unreadable(tmp_path: Path) -> None:
     missing = str(tmp_path / "absent.yml")
     with pytest.raises(WebConfigError, match=r"absent\.yml: no such file: check --web\.config"):
@@ -438,17 +487,22 @@ def auth_config(tmp_path: Path, alice_hash: str) -> WebConfig:
 
 def test_basic_auth_right_and_wrong_passwords(auth_config: WebConfig) -> None:
     assert auth_config.auth
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("bob", "builder"))  # htpasswd's $2y$ prefix
-    assert not auth_config.auth.check(basic("alice", "wrong"))
-    assert not auth_config.auth.check(basic("bob", PASSWORD))
-    assert not auth_config.auth.check(basic("Alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("bob", "builder"))  # htpasswd's $2y$ prefix
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("bob", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("Alice", PASSWORD))
+
+
+def test_no_password_hash_in_the_printed_config(auth_config: WebConfig, alice_hash: str) -> None:
+    for printed in (repr(auth_config), repr(auth_config.settings), repr(auth_config.auth)):
+        assert "$2" not in printed and alice_hash not in printed
 
 
 def test_unknown_user_costs_one_bcrypt_at_a_fixed_cost_whatever_the_file_holds(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert not auth_config.auth.check(basic("mallory", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("mallory", PASSWORD))
 
     # exporter-toolkit's way: a fixed cost-10 hash, not the costliest user's (a cost-16 user
     # in the file made every unknown user cost seconds).
@@ -488,30 +542,30 @@ def test_passwords_beyond_72_bytes_are_truncated_like_go_and_htpasswd(tmp_path: 
     hashed = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(rounds=4)).decode()
     config = load_web_config(write(tmp_path / "web.yml", f"basic_auth_users: {{u: '{hashed}'}}"))
 
-    assert config.auth.check(basic("u", long_password + "ignored"))
-    assert not config.auth.check(basic("u", "x" * 71))
+    assert config.auth.check(basic_auth("u", long_password + "ignored"))
+    assert not config.auth.check(basic_auth("u", "x" * 71))
 
 
 def test_results_are_remembered_per_user_and_password(
     auth_config: WebConfig, counted_checkpw: list[bytes]
 ) -> None:
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("alice", PASSWORD))
-    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 1
 
     # A failure is remembered too (a scraper with a stale password costs one check), and a
     # wrong password never matches a remembered success.
-    assert not auth_config.auth.check(basic("alice", "wrong"))
-    assert not auth_config.auth.check(basic("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
+    assert not auth_config.auth.check(basic_auth("alice", "wrong"))
     assert len(counted_checkpw) == 2
-    assert not auth_config.auth.check(basic("alice", PASSWORD + "x"))
+    assert not auth_config.auth.check(basic_auth("alice", PASSWORD + "x"))
     assert len(counted_checkpw) == 3
 
     # Per user: bob with alice's password is not a hit.
-    assert not auth_config.auth.check(basic("bob", PASSWORD))
+    assert not auth_config.auth.check(basic_auth("bob", PASSWORD))
     assert len(counted_checkpw) == 4
-    assert auth_config.auth.check(basic("alice", PASSWORD))
+    assert auth_config.auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 4
 
 
@@ -520,15 +574,15 @@ def test_a_reload_carries_results_over_only_for_an_unchanged_hash(
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
     first = load_web_config(path)
-    assert first.auth.check(basic("alice", PASSWORD))
-    assert load_web_config(path, previous=first).auth.check(basic("alice", PASSWORD))
+    assert first.auth.check(basic_auth("alice", PASSWORD))
+    assert load_web_config(path, previous=first).auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 1  # a certificate rotation costs no scraper a check
 
     new_hash = bcrypt.hashpw(b"rotated", bcrypt.gensalt(rounds=4)).decode()
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{new_hash}'}}")
     rotated = load_web_config(path, previous=first)
-    assert not rotated.auth.check(basic("alice", PASSWORD))  # the old password is gone
-    assert rotated.auth.check(basic("alice", "rotated"))
+    assert not rotated.auth.check(basic_auth("alice", PASSWORD))  # the old password is gone
+    assert rotated.auth.check(basic_auth("alice", "rotated"))
     assert len(counted_checkpw) == 3
 
 
@@ -536,8 +590,8 @@ def test_a_reloaded_config_starts_with_an_empty_cache(
     tmp_path: Path, alice_hash: str, counted_checkpw: list[bytes]
 ) -> None:
     path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}")
-    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
-    assert load_web_config(path).auth.check(basic("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic_auth("alice", PASSWORD))
+    assert load_web_config(path).auth.check(basic_auth("alice", PASSWORD))
     assert len(counted_checkpw) == 2
 
 
@@ -587,7 +641,7 @@ def test_watcher_reloads_a_changed_file(tmp_path: Path, clock: FakeClock, alice_
     clock.advance(PAST_RECHECK)
 
     assert watcher.current().auth
-    assert watcher.current().auth.check(basic("alice", PASSWORD))
+    assert watcher.current().auth.check(basic_auth("alice", PASSWORD))
 
 
 def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
@@ -597,7 +651,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
     path = write(tmp_path / "web.yml", good)
     reads: list[bool] = []
     watcher = WebConfigWatcher(path, clock=clock, on_reload=reads.append)
-    assert watcher.current().admit(basic("alice", PASSWORD), None) is None
+    assert watcher.current().admit(basic_auth("alice", PASSWORD), None) is None
     assert reads == [True]
 
     # The edit that removes alice also breaks the file: she must not keep getting in.
@@ -607,7 +661,7 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
             clock.advance(PAST_RECHECK)
             current = watcher.current()
             assert isinstance(current, BrokenWebConfig)
-            assert current.admit(basic("alice", PASSWORD), None) == 500
+            assert current.admit(basic_auth("alice", PASSWORD), None) == 500
             assert current.admit(None, None, login=False) == 500  # the callback too
     assert reads == [True, False, False, False]
 
@@ -626,8 +680,8 @@ def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
     write(tmp_path / "web.yml", f"basic_auth_users: {{bob: '{bob_hash}'}}\n")
     clock.advance(PAST_RECHECK)
     with caplog.at_level(logging.INFO, logger="zego_exporter.webconfig"):
-        assert watcher.current().admit(basic("bob", "builder"), None) is None
-    assert watcher.current().admit(basic("alice", PASSWORD), None) == 401
+        assert watcher.current().admit(basic_auth("bob", "builder"), None) is None
+    assert watcher.current().admit(basic_auth("alice", PASSWORD), None) == 401
     assert reads[-1] is True
     assert "web config valid again" in caplog.records[-1].getMessage()
 
@@ -650,6 +704,67 @@ def test_a_different_problem_is_logged_again(
         f"web config {path}: invalid YAML: line 2 column 1: expected the node content, "
         "but found '<stream end>'",
     ]
+
+
+def test_an_unexpected_error_while_reloading_fails_closed_and_is_retried(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever a reload raises, the watcher answers with a config: `current()` runs in the
+    server's accept loop, which an exception would end, and a reload that left nothing behind
+    but a changed stat would keep the old users in."""
+    path = write(tmp_path / "web.yml", "")
+    watcher = WebConfigWatcher(path, clock=clock)
+
+    def explode(path: str, *, previous: WebConfig | None = None) -> WebConfig:
+        raise RuntimeError("a bug while loading")
+
+    monkeypatch.setattr(webconfig, "load_web_config", explode)
+    write(tmp_path / "web.yml", "# changed\n")
+    with caplog.at_level(logging.ERROR, logger="zego_exporter.webconfig"):
+        for _ in range(2):
+            clock.advance(PAST_RECHECK)
+            current = watcher.current()
+            assert isinstance(current, BrokenWebConfig)
+            assert current.admit(None, None) == 500
+    assert len(caplog.records) == 1
+    assert "RuntimeError" in caplog.records[0].error  # type: ignore[attr-defined]
+    assert "a bug while loading" not in caplog.text  # its message might quote the file
+
+    monkeypatch.undo()
+    clock.advance(PAST_RECHECK)
+    assert isinstance(watcher.current(), WebConfig)  # retried although the file is unchanged
+
+
+def test_a_file_that_yaml_cannot_build_fails_closed_while_serving(
+    tmp_path: Path, clock: FakeClock, alice_hash: str
+) -> None:
+    path = write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}\n")
+    watcher = WebConfigWatcher(path, clock=clock)
+    endpoints = Endpoints(telemetry_path="/metrics",
+                          render_metrics=lambda accept, timeout: (iter([b"m 1\n"]), "text/plain"),
+                          is_ready=lambda: True, landing_html=lambda: "ok\n")
+    server = WebServer("127.0.0.1:0", endpoints, watcher.current)
+    server.start()
+    try:
+        def get(path: str) -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            try:
+                connection.request("GET", path, headers={"Authorization": basic_auth("alice",
+                                                                                 PASSWORD)})
+                response = connection.getresponse()
+                response.read()
+                return response.status
+            finally:
+                connection.close()
+
+        assert get("/metrics") == 200
+        write(tmp_path / "web.yml", "basic_auth_users: {bob: 2001-13-01}\n")
+        clock.advance(PAST_RECHECK)
+        assert get("/metrics") == 500  # alice, removed in the broken edit, is not let in
+        assert get("/-/healthy") == 200
+    finally:
+        server.stop()
 
 
 def test_watcher_retries_a_broken_file_that_names_a_file_not_there_yet(
@@ -711,7 +826,7 @@ def https_server(security: Callable[[], WebConfig]) -> Iterator[int]:
     with `security().ssl_context()` at the time it is accepted."""
     endpoints = Endpoints(
         telemetry_path="/metrics",
-        render_metrics=lambda accept, timeout: (b"", "text/plain"),
+        render_metrics=lambda accept, timeout: (iter([b""]), "text/plain"),
         is_ready=lambda: True,
         landing_html=lambda: "ok\n",
     )
@@ -1065,9 +1180,9 @@ def test_rate_limit_refuses_with_429_before_the_login_and_spares_health(
     text = f"rate_limit: {{interval: 1h, burst: 2}}\nbasic_auth_users: {{alice: '{alice_hash}'}}\n"
     config = load_web_config(write(tmp_path / "web.yml", text))
 
-    assert config.admit(basic("alice", PASSWORD), None) is None
-    assert config.admit(basic("alice", "wrong"), None) == 401
-    assert config.admit(basic("alice", PASSWORD), None) == 429
+    assert config.admit(basic_auth("alice", PASSWORD), None) is None
+    assert config.admit(basic_auth("alice", "wrong"), None) == 401
+    assert config.admit(basic_auth("alice", PASSWORD), None) == 429
     assert config.admit(None, None, login=False) == 429  # the callback is counted too
 
 

@@ -11,8 +11,8 @@ Example output (text format, abridged)::
 
     # HELP zego_digital_human_task_state Current state of the task: 1 for the current state, ...
     # TYPE zego_digital_human_task_state gauge
-    zego_digital_human_task_state{room_id="r1",state="initializing",stream_id="s1",task_id="t1"} 0
-    zego_digital_human_task_state{room_id="r1",state="streaming",stream_id="s1",task_id="t1"} 1
+    zego_digital_human_task_state{room_id="r1",state="initializing",stream_id="s1",task_id="t1"} 0.0
+    zego_digital_human_task_state{room_id="r1",state="streaming",stream_id="s1",task_id="t1"} 1.0
     # HELP zego_digital_human_task_failures_total Tasks seen entering init_failed, ...
     # TYPE zego_digital_human_task_failures_total counter
     zego_digital_human_task_failures_total{room_id="room_1",stream_id="s_1"} 0.0

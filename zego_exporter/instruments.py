@@ -61,9 +61,10 @@ class Instruments:
         )
         self.web_config_valid = Gauge(
             "zego_digital_human_web_config_last_reload_successful",
-            "1 if the web config file (--web.config.file) was valid when last read, 0 while it "
-            "is not and every request but /-/healthy is answered 500. The file is checked at "
-            "most once a second, when requests come. Set live.",
+            "1 if the web config file (--web.config.file) was valid when last read. While it "
+            "is not, every request but /-/healthy is answered 500, scrapes included, so a 0 is "
+            "rarely seen: watch up. The file is checked at most once a second, when requests "
+            "come. Set live.",
             registry=None,
         )
         self._web_config = False

@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 _GZIP_LEVEL = 1  # metrics text compresses ~10x even at level 1, at a fraction of the CPU
+_MAX_SKIPPED_BODY = 1024 * 1024  # an unused request body read to keep the connection; beyond: close
 
 
 class Security(Protocol):
@@ -158,8 +160,11 @@ class _Server(ThreadingHTTPServer):
         return conn, addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # TLS handshake failures and clients hanging up are normal on a public port.
-        log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
+        if isinstance(sys.exc_info()[1], OSError):
+            # TLS handshake failures and clients hanging up are normal on a public port.
+            log.debug("connection error", extra={"client": str(client_address)}, exc_info=True)
+        else:  # a bug behind an endpoint: the connection was closed without an answer
+            log.error("request failed", extra={"client": str(client_address)}, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -184,11 +189,12 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoints.handle_callback is not None and path == endpoints.callback_path:
             self._callback(endpoints)
             return
-        self._discard_body()
+        self._skip_body()
         if self._authorized():  # like GET: only /-/healthy and the callback are open to all
             self._send(405, b"Method Not Allowed\n", allow="GET, HEAD")
 
     def _route(self, head: bool) -> None:
+        self._skip_body()
         endpoints = self.server.endpoints
         path = urlsplit(self.path).path
         if path == "/-/healthy":
@@ -265,9 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         self, first: bytes, rest: Iterator[bytes], content_type: str, *, head: bool, gzip: bool,
     ) -> None:
         """Sends the body while it is rendered: chunked over HTTP/1.1 (the length is not known
-        up front), until the connection closes over HTTP/1.0. With gzip, each piece is
-        compressed and flushed as it comes, so nothing waits in the compressor for the next."""
-        chunked = self.request_version != "HTTP/1.0"
+        up front), until the connection closes before it. With gzip, each piece is compressed
+        and flushed as it comes, so nothing waits in the compressor for the next."""
+        version = _version(self.request_version)
+        chunked = version >= (1, 1)
+        gzip = gzip and version >= (1, 0)  # an HTTP/0.9 answer has no headers to say so
         if not chunked:
             self.close_connection = True
         self.send_response(200)
@@ -318,12 +326,11 @@ class _Handler(BaseHTTPRequestHandler):
         assert endpoints.handle_callback is not None
         if not self._authorized(login=False, body_unread=True):  # signed by ZEGO, no login
             return
-        length_text = self.headers.get("Content-Length", "")
-        if not length_text.isdigit():
+        length = self._content_length()
+        if length is None or "Transfer-Encoding" in self.headers:
             self.close_connection = True
             self._send(411, b"Content-Length required\n")
             return
-        length = int(length_text)
         if length > endpoints.max_callback_bytes:
             self.close_connection = True  # the unread body must not be parsed as a request
             status, body = endpoints.handle_callback(None)
@@ -331,13 +338,23 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = endpoints.handle_callback(self.rfile.read(length))
         self._send(status, body, "application/json")
 
-    def _discard_body(self) -> None:
-        length_text = self.headers.get("Content-Length", "0")
-        length = int(length_text) if length_text.isdigit() else 0
-        if length > 1024 * 1024:
+    def _skip_body(self) -> None:
+        """Drops a body this request does not use, whatever its method, so that it is never
+        parsed as the next request on the connection (a proxy in front would get answers out of
+        step). A body that is chunked, of an unreadable length or big is not read: the
+        connection closes after the answer instead."""
+        length = self._content_length()
+        unreadable = length is None and "Content-Length" in self.headers
+        if "Transfer-Encoding" in self.headers or unreadable or (length or 0) > _MAX_SKIPPED_BODY:
             self.close_connection = True
         elif length:
             self.rfile.read(length)
+
+    def _content_length(self) -> int | None:
+        """The Content-Length, or None when there is none or it is not a number ("²" passes
+        str.isdigit but not int)."""
+        text = self.headers.get("Content-Length", "")
+        return int(text) if text.isascii() and text.isdigit() else None
 
     def _send(
         self,
@@ -365,6 +382,13 @@ class _Handler(BaseHTTPRequestHandler):
                                          "request": format % args})
 
 
+def _version(text: str) -> tuple[int, int]:
+    """(1, 1) for "HTTP/1.1". http.server checked the form (or took HTTP/0.9 for a request line
+    without one); compared as text, "HTTP/1.00" would pass for 1.1."""
+    major, _, minor = text.removeprefix("HTTP/").partition(".")
+    return int(major), int(minor)
+
+
 class _ClientGone(Exception):
     """The client closed the connection or stopped reading while a body was being sent."""
 
@@ -386,7 +410,6 @@ class WebServer:
     ) -> None:
         host, port = parse_listen_address(listen_address)
         self._server = _Server(host, port, endpoints, security)
-        self._security = security
         self._thread: threading.Thread | None = None
 
     @property
@@ -401,7 +424,7 @@ class WebServer:
             host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
         elif ":" in host:
             host = f"[{host}]"
-        current = self._security()
+        current = self._server.security()
         scheme = "https" if current is not None and current.ssl_context() is not None else "http"
         return f"{scheme}://{host}:{self.port}"
 

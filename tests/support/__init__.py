@@ -3,7 +3,7 @@
 The repository root is the import root: pytest puts it first on sys.path (`pythonpath` in
 pyproject.toml), and scripts run from it as modules (`python -m bench.soak`,
 `python -m grafana.preview`), so nothing edits sys.path. Each module has one job: `paths`
-(where the repository is), `clock` (a fake clock), `credentials` (the test AppId and secret),
+(where the repository is), `clock` (a fake clock), `credentials` (test AppId, secret, logins),
 `components` (real programs a test needs), `waiting` (polling for a condition with a deadline),
 `tracking` (a tracker filled by hand), `processes` (the exporter as a subprocess, asked over
 HTTP), `scrapes` (reading a scrape), `commands` (the command line as a user meets it), `load`

@@ -209,14 +209,19 @@ class WebConfigWatcher:
         broken = self._config if isinstance(self._config, BrokenWebConfig) else None
         try:
             config = load_web_config(self.path, previous=self._last_good)
-        except WebConfigError as exc:
-            if broken is None or broken.error != str(exc):
+        except Exception as exc:  # current() runs in the accept loop: fail closed, never raise
+            # Anything but a WebConfigError is a bug here; its message may hold what the file
+            # holds, so only its type is logged.
+            problem = str(exc) if isinstance(exc, WebConfigError) else (
+                f"web config {self.path}: cannot be loaded ({type(exc).__name__}, a bug in "
+                "zego-exporter: please report it)")
+            if broken is None or broken.error != problem:
                 log.error(
                     "web config invalid: every request but /-/healthy is answered 500 until "
                     "the file is fixed",
-                    extra={"web_config_file": self.path, "error": str(exc)},
+                    extra={"web_config_file": self.path, "error": problem},
                 )
-            self._config = BrokenWebConfig(self._last_good, str(exc))
+            self._config = BrokenWebConfig(self._last_good, problem)
             self._on_reload(False)
             return
         self._watch.follow(config.files)

@@ -5,8 +5,8 @@ against a fixed cost-10 hash (as exporter-toolkit does); a few checks of each bc
 side by side (bcrypt lets go of the GIL) instead of one at a time behind a lock, so slow hashes
 wait only for one another; and recent results are remembered, keyed by user, hash and password,
 so that Prometheus' repeated scrapes cost one check and a wrong password can never match a
-remembered success. It must never log, keep in clear or put
-into a message a password or a password hash, and it knows nothing of HTTP beyond the header.
+remembered success. It must never log, keep in clear or put into a message a password or a
+password hash, and it knows nothing of HTTP beyond the header.
 """
 
 from __future__ import annotations

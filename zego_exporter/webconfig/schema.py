@@ -176,7 +176,7 @@ class Settings:
     """A valid web config file, before its certificates are loaded."""
 
     tls: TLSServerConfig | None
-    basic_auth_users: Mapping[str, bytes]
+    basic_auth_users: Mapping[str, bytes] = field(repr=False)  # hashes: never printed
     """User name -> bcrypt hash."""
     response_headers: Mapping[str, str]
     rate_limit: RateLimit | None
@@ -236,7 +236,9 @@ def _parse_yaml(path: str, text: str) -> object:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 # Unhashable keys (lists, mappings) are SafeLoader's to report.
-                if isinstance(key, str | int | float | bool) and key in seen:
+                if not isinstance(key, str | int | float | bool):
+                    continue
+                if key in seen:
                     raise WebConfigError(
                         f"web config {path}: line {key_node.start_mark.line + 1}: "
                         f"duplicate key {key!r}: keep one"
@@ -251,6 +253,15 @@ def _parse_yaml(path: str, text: str) -> object:
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise error(path, "", f"invalid YAML: {where}{problem}") from None
+    except ValueError:
+        # PyYAML reads `2001-13-01` as a date and `!!int many` as a number, then cannot build
+        # them. Its message may quote the value (a hash, a password pasted by mistake): not
+        # repeated here.
+        raise error(path, "", "invalid YAML: a value cannot be read as the type YAML gives "
+                              "it (an impossible date, or a !!tag on the wrong text): quote "
+                              "it") from None
+    except RecursionError:
+        raise error(path, "", "invalid YAML: nested too deeply") from None
 
 
 def _mapping(path: str, key: str, value: object, problem: str) -> dict[Any, Any]:
@@ -395,7 +406,7 @@ def _cipher_suites(path: str, value: object) -> tuple[str, ...]:
         raise error(path, key, f"must be a list of cipher suite names, got {_type_name(value)}")
     chosen: set[str] = set()
     for suite in value:
-        if suite in _TLS13_SUITES:
+        if isinstance(suite, str) and suite in _TLS13_SUITES:
             continue
         if not isinstance(suite, str) or suite not in _CIPHER_SUITES:
             raise error(
