@@ -156,8 +156,9 @@ FAMILIES: tuple[Family[Any], ...] = (
         "envelope that was not a gateway, credential or system failure: Code 0, or a task's or "
         "Action's own code such as 400000005 (task not found), 400010001 (Action not enabled for "
         "the AppId) or 400010009 (rate limited). 0 if it got no usable answer (connection error, "
-        "timeout, HTTP error or body without ZEGO's envelope) or ZEGO refused the AppId or "
-        "signature (1000000xx) or failed (400010000). Updated with every API call.",
+        "timeout, an HTTP error other than 429, or a body without ZEGO's envelope) or ZEGO "
+        "refused the AppId or signature (1000000xx) or failed (400010000). Updated with every "
+        "API call.",
         lambda scrape: (scrape.snapshot.api_up,), value=lambda up, now: 1 if up else 0,
     ),
     Family[tuple[str, float]](
