@@ -44,6 +44,18 @@ CONTRACT_METRICS: tuple[ContractMetric, ...] = (
 
 CONTRACT_METRIC_NAMES: frozenset[str] = frozenset(metric.name for metric in CONTRACT_METRICS)
 
+# The label values the contract fixes.
+CONTRACT_STATUS_STATES: dict[int, str] = {
+    1: "initializing", 2: "init_failed", 3: "streaming", 4: "stopping", 5: "stopped",
+}
+CONTRACT_STATES: tuple[str, ...] = (*CONTRACT_STATUS_STATES.values(), "not_found", "unknown")
+"""Every value of task_state's `state` label."""
+CONTRACT_SOURCES: tuple[str, ...] = ("static", "file", "discovered", "callback")
+"""Every value of tracked_tasks' `source` label."""
+CONTRACT_CALLBACK_RESULTS: tuple[str, ...] = (
+    "accepted", "bad_signature", "wrong_app", "invalid", "ignored")
+"""Every value of callbacks_total's `result` label."""
+
 
 def queryable_names() -> dict[str, ContractMetric]:
     """Every series name PromQL can select, mapped to its metric (histograms have three)."""
