@@ -35,6 +35,11 @@ from zego_exporter.states import STATES, STATUS_STATES
 PREFIX = "zego_digital_human_"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
+# How a HELP text may say how fresh its value is: read from the cache (and how old it may
+# get), counted or set as things happen, computed at scrape time, or fixed at start.
+FRESHNESS = ("Cached by the exporter", "live", "Updated with every", "Updated as",
+             "at scrape time", "previous complete scrape", "Fixed for the life of the process")
+
 
 @pytest.fixture(scope="module")
 def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
@@ -157,3 +162,12 @@ def test_each_task_shows_the_state_and_labels_the_contract_gives_it(exporter: Ex
                 for s in found[PREFIX + "task_failures_total"][1]}
     assert failures[("room-3", "stream-3")] == 1 and failures[("room-1", "stream-1")] == 0
 
+
+def test_every_help_text_says_how_fresh_its_value_is(exporter: Exporter) -> None:
+    text = scrape(exporter)
+    helps = {line.split()[2]: line for line in text.splitlines()
+             if line.startswith(f"# HELP {PREFIX}")}
+    assert len(helps) >= len(CONTRACT_METRICS)
+    silent = sorted(name for name, line in helps.items()
+                    if not any(phrase in line for phrase in FRESHNESS))
+    assert silent == [], f"HELP of {silent} does not say how fresh the value is"

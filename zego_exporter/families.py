@@ -131,7 +131,8 @@ FAMILIES: tuple[Family[Any], ...] = (
     Family[TaskView](
         "task_last_success_timestamp_seconds", "gauge",
         "When this task's status was last fetched successfully (lookup, running-task list or "
-        "callback; unix seconds).",
+        "callback; unix seconds). Updated with every answer; it stops moving once the task is "
+        "init_failed, stopped or not_found, since those are not polled again.",
         _tasks, TASK_LABELS, _task_labels, value=lambda task, now: task.last_success,
     ),
     Family[TaskView](
@@ -146,7 +147,8 @@ FAMILIES: tuple[Family[Any], ...] = (
         "Tasks seen entering init_failed, each task counted once whether a callback, a lookup or "
         "the running list told first (also when first seen already failed); 0 for every known "
         "room and stream without failures. Series are kept while a tracked task has the pair "
-        "(retention {retention} after it ended).",
+        "(retention {retention} after it ended). Counted live as the exporter learns of each "
+        "failure; with --storage.path, once the count is written to the file.",
         lambda scrape: scrape.snapshot.failures.items(), ("room_id", "stream_id"), itemgetter(0),
         value=lambda pair_count, now: pair_count[1],
     ),
@@ -163,7 +165,8 @@ FAMILIES: tuple[Family[Any], ...] = (
     ),
     Family[tuple[str, float]](
         "rate_limit_qps", "gauge",
-        "Configured budget of ZEGO API requests per second for each Action.",
+        "Configured budget of ZEGO API requests per second for each Action (--zego.qps). "
+        "Fixed for the life of the process.",
         lambda scrape: scrape.qps.items(), ("action",), lambda budget: (budget[0],),
         value=lambda budget, now: budget[1],
     ),
@@ -177,7 +180,7 @@ FAMILIES: tuple[Family[Any], ...] = (
     Family[int](
         "refresh_backlog", "gauge",
         "Tracked tasks that are not terminal and whose data is older than their refresh target. "
-        "0 when the exporter keeps up.",
+        "0 when the exporter keeps up. Computed at scrape time from the cache.",
         lambda scrape: (scrape.snapshot.backlog,), value=lambda backlog, now: backlog,
     ),
     Family[float](
@@ -190,7 +193,7 @@ FAMILIES: tuple[Family[Any], ...] = (
     ),
     Family[str](
         "exporter_build", "info",
-        "Build information of zego-exporter, always 1.",
+        "Build information of zego-exporter, always 1. Fixed for the life of the process.",
         lambda scrape: (__version__,), ("version",), lambda version: (version,),
     ),
 )
