@@ -24,7 +24,7 @@ from tests.support.contract_metrics import (
     CONTRACT_STATES,
     CONTRACT_STATUS_STATES,
 )
-from tests.support.credentials import APP_ID, SECRET
+from tests.support.credentials import APP_ID, SECRET, SECRET_TEXT
 from tests.support.paths import ROOT
 from tests.support.processes import fetch
 from zego_exporter.exporter import Exporter, ExporterConfig
@@ -33,6 +33,7 @@ from zego_exporter.signing import Secret
 from zego_exporter.states import STATES, STATUS_STATES
 
 PREFIX = "zego_digital_human_"
+CALLBACK_SECRET = "callback-secret-for-tests"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 # How a HELP text may say how fresh its value is: read from the cache (and how old it may
@@ -50,7 +51,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
     clock = FakeClock(1_750_000_000.0)
     exporter = Exporter(ExporterConfig(
         app_id=APP_ID, server_secret=SECRET, api_url="http://127.0.0.1:9", discovery=False,
-        callback_secret=Secret("callback-secret-for-tests"), listen_address="127.0.0.1:0",
+        callback_secret=Secret(CALLBACK_SECRET), listen_address="127.0.0.1:0",
         web_config_file=str(web_config), max_scrape_wait=0.0,
     ), clock=clock)
     tracker = exporter.tracker
@@ -171,3 +172,14 @@ def test_every_help_text_says_how_fresh_its_value_is(exporter: Exporter) -> None
     silent = sorted(name for name, line in helps.items()
                     if not any(phrase in line for phrase in FRESHNESS))
     assert silent == [], f"HELP of {silent} does not say how fresh the value is"
+
+
+def test_the_pages_link_the_metrics_and_never_show_a_secret(exporter: Exporter) -> None:
+    landing = fetch(exporter.web.url, "/")
+    assert landing.status == 200 and 'href="/metrics"' in landing.text
+    assert fetch(exporter.web.url, "/-/healthy").status == 200
+    # Every configured task has had its answer (and discovery is off): the first round is done.
+    assert fetch(exporter.web.url, "/-/ready").status == 200
+    assert fetch(exporter.web.url, "/zego/callback").status == 405  # POST only
+    for page in (landing.text, scrape(exporter), scrape(exporter, OPENMETRICS)):
+        assert SECRET_TEXT not in page and CALLBACK_SECRET not in page

@@ -52,6 +52,31 @@ def test_terminal_tasks_are_not_polled_again() -> None:
     assert tracker.snapshot().backlog == 0
 
 
+def test_backlog_counts_running_tasks_whose_data_is_older_than_their_refresh_target() -> None:
+    """The contract's refresh_backlog: tracked tasks whose data is older than their refresh
+    target (5 s initializing or stopping, 30 s streaming here); never the terminal ones."""
+    tracker, clock = make(RefreshPolicy(interval=30, fast_interval=5))
+    tracker.set_configured("static", ["init", "stream", "failed", "gone"])
+    assert tracker.snapshot().backlog == 4  # no data yet: every one is overdue
+    drain(tracker)
+    tracker.record_lookup(status("init", 1))
+    tracker.record_lookup(status("stream", 3))
+    tracker.record_lookup(status("failed", 2, reason="boom"))
+    tracker.record_not_found("gone")
+    assert tracker.snapshot().backlog == 0
+    clock.now += 4.9
+    assert tracker.snapshot().backlog == 0
+    clock.now += 0.1
+    assert tracker.snapshot().backlog == 1  # initializing, 5 s old
+    clock.now += 25
+    assert tracker.snapshot().backlog == 2  # and streaming, 30 s old
+    assert sorted(drain(tracker)) == ["init", "stream"]
+    tracker.record_lookup(status("init", 3))
+    assert tracker.snapshot().backlog == 1  # the other one is still in flight: not fresh yet
+    tracker.record_lookup(status("stream", 3))
+    assert tracker.snapshot().backlog == 0
+
+
 def test_stalest_due_task_goes_first() -> None:
     tracker, clock = make(RefreshPolicy(interval=30))
     tracker.set_configured("static", ["a", "b", "c"])
