@@ -524,8 +524,9 @@ def test_without_callbacks_the_path_is_unknown(
     serve: Callable[..., WebServer], fake: FakeEndpoints,
 ) -> None:
     server = serve(fake.endpoints(callback_path=None, handle_callback=None))
-    assert request(server, "POST", "/zego/callback", body=b"{}").status == 405
+    assert request(server, "POST", "/zego/callback", body=b"{}").status == 404
     assert request(server, "GET", "/zego/callback").status == 404
+    assert request(server, "POST", "/nope", body=b"{}").status == 404
     assert fake.callbacks == []
 
 

@@ -190,8 +190,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._callback(endpoints)
             return
         self._skip_body()
-        if self._authorized():  # like GET: only /-/healthy and the callback are open to all
+        if not self._authorized():  # like GET: only /-/healthy and the callback are open to all
+            return
+        if path in (endpoints.telemetry_path, "/", "/-/healthy", "/-/ready"):
             self._send(405, b"Method Not Allowed\n", allow="GET, HEAD")
+        else:  # the callback path too when callbacks are off: the endpoint is not there
+            self._send(404, b"Not Found\n")
 
     def _route(self, head: bool) -> None:
         self._skip_body()
