@@ -77,6 +77,24 @@ def test_backlog_counts_running_tasks_whose_data_is_older_than_their_refresh_tar
     assert tracker.snapshot().backlog == 0
 
 
+def test_lookup_success_follows_lookups_and_the_running_list_but_not_callbacks() -> None:
+    tracker, clock = make()
+    tracker.set_configured("static", ["t"])
+    drain(tracker)
+    tracker.record_lookup_failure("t")
+    assert (view := tracker.view("t")) is not None and view.lookup_ok is False
+    tracker.record_callback(status("t", 3))
+    assert (view := tracker.view("t")) is not None and view.lookup_ok is False
+    tracker.record_discovery([status("t", 3)])  # the list answered for it
+    assert (view := tracker.view("t")) is not None and view.lookup_ok is True
+    clock.now += 1e3
+    drain(tracker)
+    tracker.record_lookup_failure("t")
+    assert (view := tracker.view("t")) is not None and view.lookup_ok is False
+    tracker.record_not_found("t")  # an answer: ended
+    assert (view := tracker.view("t")) is not None and view.lookup_ok is True
+
+
 def test_stalest_due_task_goes_first() -> None:
     tracker, clock = make(RefreshPolicy(interval=30))
     tracker.set_configured("static", ["a", "b", "c"])

@@ -137,7 +137,8 @@ FAMILIES: tuple[Family[Any], ...] = (
     ),
     Family[TaskView](
         "task_lookup_success", "gauge",
-        "1 if the last lookup of this task got an answer (not_found counts as an answer), 0 if "
+        "1 if the last lookup of this task got an answer (not_found counts as an answer, and "
+        "so does the task's entry in the running-task list; a callback is no lookup), 0 if "
         "it failed. Updated with every lookup.",
         _tasks, ("task_id",), lambda task: (task.task_id,),
         value=lambda task, now: None if task.lookup_ok is None else int(task.lookup_ok),
