@@ -233,7 +233,8 @@ def exporter_config(options: ServeOptions) -> ExporterConfig:
     if o.storage_path and (problem := storage_path_problem(o.storage_path)):
         raise ConfigError(problem)
     if o.task_file and not os.path.isfile(o.task_file):
-        raise ConfigError(f"task file {o.task_file} does not exist or is not a file")
+        raise ConfigError(f"task file {o.task_file} does not exist or is not a file: create it "
+                          "(one TaskId per line) or fix --task-file / ZEGO_TASK_FILE")
     for flag, value in (("--refresh.interval", o.refresh_interval),
                         ("--refresh.fast-interval", o.fast_interval),
                         ("--discovery.interval", o.discovery_interval),
