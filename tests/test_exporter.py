@@ -48,3 +48,21 @@ def test_any_task_source_is_something_to_watch(
         "callback_secret": {"discovery": False, "callback_secret": Secret("cb")},
     }[source]
     assert not [w for w in started_warnings(caplog, **given) if NOTHING in w]
+
+
+def test_the_start_log_tells_a_new_storage_file_from_a_restored_one(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    def started_info() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="zego_exporter.exporter"):
+            exporter = Exporter(ExporterConfig(  # the file is opened here
+                app_id=1234567890, server_secret=Secret("0" * 32),
+                api_url="http://127.0.0.1:9", listen_address="127.0.0.1:0", discovery=False,
+                task_ids=("task-1",), storage_path=str(tmp_path / "zego-exporter.db")))
+            exporter.start()
+        exporter.stop()  # writes task-1, as tracked, to the file
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("storage:")]
+
+    assert started_info() == ["storage: nothing saved yet; keeping what this run learns"]
+    assert started_info() == ["storage: restored what the last run knew"]

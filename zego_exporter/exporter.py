@@ -100,8 +100,13 @@ class Exporter:
         if opened is not None:
             store, saved = opened
             unfinished = self.tracker.restore(saved.tasks, saved.failures)
-            log.info("storage: restored what the last run knew", extra={
-                "path": store.path, "tasks": len(saved.tasks), "to_look_up_first": unfinished})
+            if saved.tasks or saved.failures:
+                log.info("storage: restored what the last run knew", extra={
+                    "path": store.path, "tasks": len(saved.tasks),
+                    "to_look_up_first": unfinished})
+            else:  # a new file, or one a previous run left empty
+                log.info("storage: nothing saved yet; keeping what this run learns",
+                         extra={"path": store.path})
             self.writer = StoreWriter(store, self.tracker.take_changes,
                                       written=self.tracker.changes_written)
         self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)

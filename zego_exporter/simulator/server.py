@@ -111,11 +111,13 @@ class _HttpServer(ThreadingHTTPServer):
 class _SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "zego-simulator"
-    sys_version = ""
     timeout = _IDLE_CONNECTION_TIMEOUT
     # Headers and body leave in separate writes: without this, Nagle's algorithm and the
     # client's delayed ACK hold every answer on a keep-alive connection for ~40 ms.
     disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        return self.server_version  # without Python's version and the space before it
 
     def do_POST(self) -> None:
         self._simulator().handle(self, "POST")
