@@ -8,6 +8,7 @@ lists which test covers which reading). Wall-clock time is real here, kept to se
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 import time
@@ -343,3 +344,15 @@ def test_the_docs_page_on_zegos_api_names_only_tests_that_exist() -> None:
     section = text.split("## Open questions and how we handle both readings")[1]
     assert [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, re.MULTILINE)] == list(
         range(1, 11))  # every item of the notes' section 7, in order
+
+
+def test_the_standin_shares_no_code_with_the_exporter_or_its_simulator() -> None:
+    """The stand-in is the independent model: were it to import the exporter's signing or the
+    simulator's answers, the two could only ever agree with each other."""
+    source = (Path(__file__).parent / "support" / "standin.py").read_text()
+    imported = [node for node in ast.walk(ast.parse(source))
+                if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = [alias.name for node in imported if isinstance(node, ast.Import)
+               for alias in node.names]
+    modules += [node.module or "" for node in imported if isinstance(node, ast.ImportFrom)]
+    assert modules and not [m for m in modules if m.split(".")[0] in ("zego_exporter", "tests")]
