@@ -9,6 +9,7 @@ lists which test covers which reading). Wall-clock time is real here, kept to se
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import re
 import time
@@ -16,13 +17,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from tests.support.credentials import APP_ID, SECRET_TEXT
 from tests.support.processes import fetch
 from tests.support.scrapes import Sample, samples
-from tests.support.standin import FAILED, GET_STATUS, QUERY, STOPPED, StandIn, callback_body
+from tests.support.standin import (
+    FAILED,
+    GET_STATUS,
+    QUERY,
+    STOPPED,
+    StandIn,
+    callback_body,
+    request_signature,
+)
 from tests.support.standin import Reading as StandInReading
 from tests.support.waiting import wait_until
 from zego_exporter.exporter import Exporter, ExporterConfig
@@ -320,6 +330,27 @@ def test_numbers_written_as_floats_or_strings_reach_the_metrics(numbers: str) ->
     assert value(found, "zego_digital_human_task_status", task_id=failed) == 2
     assert value(found, "zego_digital_human_up") == 1
     assert lookups and all(r.action == GET_STATUS for r in lookups)
+
+
+# -- the nonce's format ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nonce", ["any", "hex16"])
+def test_the_nonce_the_exporter_sends_passes_either_reading_of_its_format(nonce: str) -> None:
+    """zego-api.md 7.6: the signing page asks for 16 lowercase hex characters, the calling-
+    methods page's example sends a 14-digit decimal. Against a gateway that takes only the
+    former, the docs' own example is refused and the exporter's nonces are not."""
+    with StandIn(APP_ID, SECRET_TEXT, StandInReading(nonce=nonce)) as api:
+        task = api.add_task()
+        now, example = int(time.time()), "15215528852396"
+        query = urlencode({"Action": QUERY, "AppId": APP_ID, "SignatureNonce": example,
+                           "Timestamp": now, "SignatureVersion": "2.0",
+                           "Signature": request_signature(APP_ID, example, SECRET_TEXT, now)})
+        assert json.loads(api.answer(query, b"{}")[1])["Code"] == (
+            0 if nonce == "any" else 100000005)
+        with running_exporter(api.url, task_ids=(task,)) as exporter:
+            found = poll(exporter, lambda f: state(f, task) == "streaming"
+                         and codes(f, QUERY).get("0", 0) >= 1, 10, "a lookup and a list")
+    assert set(codes(found)) == {"0"}
 
 
 # -- the docs page that lists the readings names real tests ---------------------------------------

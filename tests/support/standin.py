@@ -21,6 +21,9 @@ interpretation, so a test can run against each:
   "string".
 - `request_id`: whether answers carry RequestId (each Action page lists it; the calling-methods
   page's common return parameters do not).
+- `nonce`: what SignatureNonce the gateway takes: "any" string (the calling-methods page's
+  example is the 14-digit decimal `15215528852396`), or only "hex16", the 16 lowercase hex
+  characters the signing page asks for (refused as a bad signature, 100000005).
 
 It is strict where the docs are clear: POST with the common parameters in the query, MD5
 signature (AppId + SignatureNonce + ServerSecret + Timestamp), at most 10 minutes of skew,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -62,6 +66,8 @@ _STATUS_FOR_ERRORS = {SIGNATURE_EXPIRED: 401, SIGNATURE_ERROR: 401, NO_PERMISSIO
 
 INITIALIZING, FAILED, STREAMING, STOPPING, STOPPED = 1, 2, 3, 4, 5
 
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -72,11 +78,12 @@ class Reading:
     empty: str = "empty_list"
     numbers: str = "int"
     request_id: bool = True
+    nonce: str = "any"
 
     def __post_init__(self) -> None:
         allowed = {"ended": ("not_found", "status_5"), "errors": ("http_200", "http_4xx"),
                    "empty": ("empty_list", "null_data", "no_data", "null_list"),
-                   "numbers": ("int", "float", "string")}
+                   "numbers": ("int", "float", "string"), "nonce": ("any", "hex16")}
         for name, values in allowed.items():
             if getattr(self, name) not in values:
                 raise ValueError(f"reading {name} must be one of {values}")
@@ -214,6 +221,8 @@ class StandIn:
         except (KeyError, ValueError):
             return SIGNATURE_ERROR, {}
         if params.get("SignatureVersion") != "2.0" or app_id != self.app_id:
+            return SIGNATURE_ERROR, {}
+        if self.reading.nonce == "hex16" and not _HEX16.fullmatch(nonce):
             return SIGNATURE_ERROR, {}
         if abs(timestamp - now) > 600:
             return SIGNATURE_EXPIRED, {}
