@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -509,6 +511,51 @@ def test_a_file_locked_by_another_process_is_left_alone(db: Path) -> None:
     finally:
         other.close()
     assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # not moved aside
+
+
+def test_a_second_exporter_on_the_same_file_is_refused_until_the_first_is_gone(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two exporters writing one file would overwrite each other's tasks and failure counts."""
+    saved_file(db, 3)
+    holder = subprocess.Popen(  # another process, as a second exporter would be
+        [sys.executable, "-c", "import sys\n"
+         "from zego_exporter.storage import open_store\n"
+         "open_store(sys.argv[1])\n"
+         "print('open', flush=True)\n"
+         "sys.stdin.read()\n", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(StorageError, match=rf"in use by another exporter \(pid {holder.pid}\)"
+                           r": give each exporter a file of its own"):
+            open_store(str(db), clock=FakeClock(T0))
+        second = Exporter(ExporterConfig(  # serves all the same, what it learns is not kept
+            app_id=1234567890, server_secret=Secret("0" * 32), api_url="http://127.0.0.1:9",
+            task_ids=("t",), discovery=False, listen_address="127.0.0.1:0",
+            storage_path=str(db)))
+        second.start()
+        try:
+            assert second.tracker.view("t") is not None
+        finally:
+            second.stop()
+        (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert "in use by another exporter" in error.getMessage()
+        assert "running with memory only" in error.getMessage()
+    finally:
+        holder.kill()  # as kill -9: the kernel lets go of the lock
+        holder.wait(timeout=10)
+    assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # then it is ours, nothing moved aside
+
+
+def test_closing_the_store_lets_go_of_the_file(db: Path) -> None:
+    store, _ = open_store(str(db), clock=FakeClock(T0))
+    store.close()
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys\n"
+         "from zego_exporter.storage import open_store\n"
+         "open_store(sys.argv[1])[0].close()\n", str(db)],
+        check=False, capture_output=True, text=True, timeout=30)
+    assert other.returncode == 0, other.stderr
 
 
 # -- paths that can never work: configuration errors ----------------------------------------------

@@ -5,7 +5,8 @@ cannot be used (damaged, truncated, unreadable, not this program's, or written b
 version) is moved aside next to it with one warning, and a new one is started: the exporter
 always serves. `StoreWriter` takes the tracker's changes (`Tracker.take_changes`, latest state
 wins) from a thread of its own at most every WRITE_INTERVAL seconds and writes each batch in
-one transaction, so no scrape and no lookup ever waits for the disk. `path_problem` tells a
+one transaction, so no scrape and no lookup ever waits for the disk. One exporter at a time
+owns a file (a lock beside it); a second one runs in memory only. `path_problem` tells a
 path that can never work (a configuration error). The module knows nothing of HTTP,
 Prometheus or the ZEGO API, and must never reach into the tracker: it takes `Changes` and
 gives back `SavedTask`s.
@@ -13,6 +14,7 @@ gives back `SavedTask`s.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -125,9 +127,10 @@ def path_problem(path: str) -> str | None:
 class Store:
     """One open storage file. `write` is safe from any thread, one write at a time."""
 
-    def __init__(self, path: str, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: str, connection: sqlite3.Connection, owner: int) -> None:
         self.path = path
         self._db = connection
+        self._owner = owner  # the lock file's descriptor: see _take_ownership
         self._lock = threading.Lock()
 
     def write(self, changes: Changes) -> int:
@@ -155,6 +158,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()  # the last connection checkpoints the WAL into the file
+            os.close(self._owner)
 
 
 def open_store(path: str, *, clock: Callable[[], float] = time.time,
@@ -164,25 +168,57 @@ def open_store(path: str, *, clock: Callable[[], float] = time.time,
     A file that cannot be used is moved aside as `<path>.corrupt-<UTC time>` (or
     `.newer-<UTC time>` when a newer version wrote it, so that version can still use it),
     with one warning, and a new file is started. Raises StorageError when no file can be
-    used at all. Call path_problem first: a path it refuses is not handled here.
+    used at all, or when another exporter has it open (`<path>.lock`, held until `close`).
+    Call path_problem first: a path it refuses is not handled here.
     """
+    owner = _take_ownership(path)
     try:
-        return _open(path, busy_timeout, clock)
-    except _Unusable as exc:
         try:
-            moved_to = _move_aside(path, exc.kind, clock())
-        except OSError as error:
-            raise StorageError(f"storage file {path} cannot be used ({exc}) nor moved aside "
-                               f"({error.strerror or error})") from None
-        log.warning("storage file cannot be used: moved aside, starting with nothing known",
-                    extra={"path": path, "problem": str(exc), "moved_to": moved_to})
+            return _open(path, busy_timeout, clock, owner)
+        except _Unusable as exc:
+            try:
+                moved_to = _move_aside(path, exc.kind, clock())
+            except OSError as error:
+                raise StorageError(f"storage file {path} cannot be used ({exc}) nor moved "
+                                   f"aside ({error.strerror or error})") from None
+            log.warning("storage file cannot be used: moved aside, starting with nothing known",
+                        extra={"path": path, "problem": str(exc), "moved_to": moved_to})
+        try:
+            return _open(path, busy_timeout, clock, owner)
+        except _Unusable as exc:  # a file just created: the disk or the file system is at fault
+            raise StorageError(f"cannot create the storage file {path}: {exc}") from None
+    except BaseException:
+        os.close(owner)
+        raise
+
+
+def _take_ownership(path: str) -> int:
+    """Lock `<path>.lock` for this process until the store is closed (or the process dies:
+    the kernel lets go of it, so kill -9 leaves no stale lock). Two exporters writing one file
+    would overwrite each other's tasks and counts, and SQLite's own locks only keep single
+    transactions apart. A POSIX record lock is per process: opening the store again in the
+    same process (as the tests do after a simulated crash) is allowed."""
+    name = f"{path}.lock"
     try:
-        return _open(path, busy_timeout, clock)
-    except _Unusable as exc:  # a file just created: the disk or the file system is at fault
-        raise StorageError(f"cannot create the storage file {path}: {exc}") from None
+        owner = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise StorageError(f"cannot create the lock file {name} ({error.strerror or error}): "
+                           "make its directory writable for this user") from None
+    try:
+        fcntl.lockf(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(owner, 32, 0).decode("ascii", "replace").strip()
+        os.close(owner)
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise StorageError(f"storage file {path} is in use by another exporter{by}: give "
+                           "each exporter a file of its own") from None
+    os.ftruncate(owner, 0)
+    os.pwrite(owner, f"{os.getpid()}\n".encode(), 0)  # for the message above, seen by the next
+    return owner
 
 
-def _open(path: str, busy_timeout: float, clock: Callable[[], float]) -> tuple[Store, Saved]:
+def _open(path: str, busy_timeout: float, clock: Callable[[], float],
+          owner: int) -> tuple[Store, Saved]:
     if not os.path.lexists(path):
         _move_orphans(path, clock())
     try:
@@ -224,7 +260,7 @@ def _open(path: str, busy_timeout: float, clock: Callable[[], float]) -> tuple[S
             raise StorageError(f"storage file {path} is in use by another process "
                                f"({exc}): give each exporter a file of its own") from None
         raise _Unusable(_reason(exc)) from None
-    return Store(path, db), saved
+    return Store(path, db, owner), saved
 
 
 def _create(db: sqlite3.Connection) -> None:
