@@ -178,12 +178,22 @@ class Exporter:
             "app_id": self.config.app_id, "tasks": len(self.tracker),
             "discovery": self.config.discovery, "qps": self.config.qps,
         })
+        if self.nothing_to_watch():
+            log.warning("nothing to watch: discovery is off and no TaskId, task file or "
+                        "callback secret is configured, so no task will ever be tracked; pass "
+                        "--task-id or --task-file, or drop --no-discovery (ZEGO_DISCOVERY)")
         if self.callbacks is not None:
             log.info("callback endpoint on: ZEGO technical support sends callbacks to this "
                      "path at the exporter's public https address", extra={
                          "path": self.config.callback_path,
                          "local_url": self.web.url + self.config.callback_path,
                          "reconcile_seconds": self.config.policy.callback_reconcile})
+
+    def nothing_to_watch(self) -> bool:
+        """No source can ever name a task: a setup mistake, though not an invalid one (the
+        web configuration can still be tried out this way)."""
+        return not (self.config.discovery or self.config.task_ids
+                    or self.task_file is not None or self.callbacks is not None)
 
     def stop(self) -> None:
         self.web.stop()
