@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import PacingResult, run_pacing
+from bench.plotting import require_matplotlib
+from zego_exporter.tracker import RefreshPolicy
 
 QPS = 10
-INTERVAL = 30.0  # RefreshPolicy's default refresh target of streaming tasks
-DISCOVERY_INTERVAL = 15.0  # and its default discovery interval
+INTERVAL = RefreshPolicy().interval  # the default refresh target of streaming tasks
+DISCOVERY_INTERVAL = RefreshPolicy().discovery_interval  # and the default discovery interval
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,10 @@ def table(results: list[tuple[Run, PacingResult]]) -> list[str]:
             f"{r.lookups:>7} {r.queries:>5} {r.rejected:>8}")
     scaled = [run for run, _ in results if run.scale != 1.0]
     lines.append("")
-    lines.append("expected: without discovery max(refresh interval 30 s, N/Q); with discovery "
-                 "the discovery interval (15 s). Ages are seconds since the last good answer.")
+    lines.append(f"expected: without discovery max(refresh interval {INTERVAL:g} s, N/Q); with "
+                 "discovery "
+                 f"the discovery interval ({DISCOVERY_INTERVAL:g} s). Ages are seconds since the "
+                 "last good answer.")
     if scaled:
         lines.append(
             "scaled: " + ", ".join(f"N={run.tasks} ran at Q={run.qps}" for run in scaled)
@@ -146,10 +150,13 @@ def main() -> None:
                         help="raise Q for sizes whose N/Q at Q=10 would exceed this (s)")
     parser.add_argument("--full", action="store_true", help="every size at Q = 10")
     parser.add_argument("--plot", type=Path, default=Path(__file__).with_name("freshness.png"))
+    parser.add_argument("--no-plot", action="store_true", help="print the table only")
     args = parser.parse_args()
     if args.max_round < INTERVAL:
         # Below the refresh interval, age no longer scales with N/Q: scaling would mislead.
         parser.error(f"--max-round must be at least the refresh interval ({INTERVAL:g} s)")
+    if not args.no_plot:
+        require_matplotlib(parser)
     runs = plan(args.off, args.on, math.inf if args.full else args.max_round)
     total = sum(run.seconds for run in runs)
     print(f"{len(runs)} runs, about {total / 60:.0f} minutes", flush=True)
@@ -162,8 +169,9 @@ def main() -> None:
         results.append((run, result))
     print()
     print("\n".join(table(results)))
-    plot(results, args.plot)
-    print(f"\nplot: {args.plot}")
+    if not args.no_plot:
+        plot(results, args.plot)
+        print(f"\nplot: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class PacingResult:
     median_age: float
     worst_age: float
     """Data age over all samples after warm-up (s)."""
-    discovery_interval: float = 15.0
+    discovery_interval: float = RefreshPolicy().discovery_interval
     """How often discovery listed the running tasks (when it was on)."""
 
     @property
@@ -88,8 +88,8 @@ def run_pacing(
     *,
     qps: int = 10,
     discovery: bool = False,
-    interval: float = 30.0,
-    discovery_interval: float = 15.0,
+    interval: float = RefreshPolicy().interval,
+    discovery_interval: float = RefreshPolicy().discovery_interval,
     latency: float = 0.0,
     workers: int = 4,
     sample_every: float = 0.25,

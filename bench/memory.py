@@ -41,6 +41,7 @@ import threading
 from pathlib import Path
 
 from bench.harness import fill_tracker
+from bench.plotting import require_matplotlib
 from bench.scrape import PROMETHEUS_ACCEPT, TEXT_ACCEPT, Bench, Variant
 
 TARGET = 2500  # bytes per task, at rest plus two scrapes in progress
@@ -225,6 +226,8 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(measure(args.child)))
         return
+    if args.plot is not None:
+        require_matplotlib(parser)
     codes: dict[str, Path | None] = {"this checkout": None}
     if args.compare is not None:
         if not (args.compare / "zego_exporter").is_dir():

@@ -236,6 +236,23 @@ def test_the_timestamp_is_verified_as_text_in_seconds_or_milliseconds(timestamp:
     assert counts == {("3", "accepted"): 1}
 
 
+def test_numbers_written_as_strings_or_floats_mean_the_same_status_and_time() -> None:
+    """A callback's Numbers are read as the API's answers are: "2" is init_failed, and an
+    EventTime of "…000" orders against a later 2.0 like the integers would."""
+    handle, tracker, counts = receiver()
+    failed = status_event("t1", 2, reason="no render node available", event_time=None)
+    failed["Detail"]["Status"] = "2"
+    assert handle.handle(body_of({**failed, "EventTime": "1750000001000"}))[0] == 200
+    older = status_event("t1", 1, event_time=None)
+    older["Detail"]["Status"] = 1.0
+    assert handle.handle(body_of({**older, "EventTime": 1_750_000_000_000.0}))[0] == 200
+    assert counts == {("3", "accepted"): 1, ("3", "ignored"): 1}
+    view = tracker.view("t1")
+    assert view is not None
+    assert (view.state, view.status, view.fail_reason) == (
+        "init_failed", 2, "no render node available")
+
+
 def test_a_callback_keeps_the_create_time_a_lookup_found() -> None:
     handle, tracker, _ = receiver()
     tracker.set_configured("static", ["t1"])
@@ -273,8 +290,10 @@ SIGNED = status_event("t1", 3)
                  "3", "invalid", id="nonce-an-object"),
     pytest.param(body_of({**SIGNED, "EventType": None}), 400, "unknown", "invalid",
                  id="no-event-type"),
-    pytest.param(body_of({**SIGNED, "EventType": "3"}), 400, "unknown", "invalid",
-                 id="event-type-a-string"),
+    pytest.param(body_of({**SIGNED, "EventType": "three"}), 400, "unknown", "invalid",
+                 id="event-type-a-word"),
+    pytest.param(body_of({**SIGNED, "EventType": 3.5}), 400, "unknown", "invalid",
+                 id="event-type-a-fraction"),
     pytest.param(body_of({**SIGNED, "EventType": True}), 400, "unknown", "invalid",
                  id="event-type-a-bool"),
     pytest.param(body_of({**SIGNED, "TaskId": 7}), 400, "3", "invalid", id="task-id-number"),
@@ -282,12 +301,22 @@ SIGNED = status_event("t1", 3)
     pytest.param(body_of({**SIGNED, "Detail": [3]}), 400, "3", "invalid", id="detail-list"),
     pytest.param(body_of({**SIGNED, "Detail": {"RoomId": "r"}}), 400, "3", "invalid",
                  id="no-status"),
-    pytest.param(body_of({**SIGNED, "Detail": {"Status": "2"}}), 400, "3", "invalid",
-                 id="status-a-string"),
+    pytest.param(body_of({**SIGNED, "Detail": {"Status": "stopped"}}), 400, "3", "invalid",
+                 id="status-a-word"),
+    pytest.param(body_of({**SIGNED, "Detail": {"Status": True}}), 400, "3", "invalid",
+                 id="status-a-bool"),
     pytest.param(body_of({**SIGNED, "Detail": {"Status": 3, "RoomId": 1}}), 400, "3",
                  "invalid", id="room-a-number"),
     pytest.param(body_of({**SIGNED, "EventTime": "soon"}), 400, "3", "invalid",
-                 id="event-time-a-string"),
+                 id="event-time-a-word"),
+    # Numbers written as the API's answers may write them (responses.py reads them alike).
+    pytest.param(body_of({**SIGNED, "EventType": "3"}), 200, "3", "accepted",
+                 id="event-type-as-a-string"),
+    pytest.param(body_of({**SIGNED, "EventType": 3.0, "Detail": {"Status": "3"}}), 200, "3",
+                 "accepted", id="event-type-a-float-status-a-string"),
+    pytest.param(body_of({**SIGNED, "Detail": {"Status": 3.0},
+                          "EventTime": "1750000000000"}), 200, "3", "accepted",
+                 id="status-a-float-event-time-a-string"),
     pytest.param(body_of({**SIGNED, "EventType": 4, "Detail": {"DriveId": "d", "Status": 2}}),
                  200, "4", "ignored", id="drive-status"),
     pytest.param(body_of({"EventType": 1, "Whatever": [1, 2]}), 200, "1", "ignored",

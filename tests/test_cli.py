@@ -139,7 +139,8 @@ SERVE_CASES = [
          says=("ZEGO_TASK_IDS", "128")),
     case("task-file-missing", "--task-file", "{tmp}/tasks.txt", says=("{tmp}/tasks.txt",
                                                                      "does not exist")),
-    case("task-file-directory", env={"ZEGO_TASK_FILE": "{tmp}"}, says="not a file"),
+    case("task-file-directory", env={"ZEGO_TASK_FILE": "{tmp}"},
+         says=("not a file", "fix --task-file / ZEGO_TASK_FILE")),
     case("task-file-binary", "--task-file", "{tmp}/binary", says=("{tmp}/binary", "binary")),
     case("web-config-broken", "--web.config.file", "{tmp}/web.yml",
          says=("{tmp}/web.yml", "YAML")),
@@ -484,8 +485,13 @@ def test_check_with_a_wrong_secret_says_what_to_check(
     for output in ("table", "json"):
         result = run_cli("check", "--output", output, env=env)
         line = assert_one_line_error(result, 1)
-        assert result.stdout == ""
         assert "check ZEGO_APP_ID and the server secret" in line
+        if output == "table":
+            assert result.stdout == ""
+        else:  # a script reading .ok gets an answer on a failure too
+            assert json.loads(result.stdout) == {
+                "api_url": env["ZEGO_API_URL"], "app_id": APP_ID, "ok": False,
+                "error": line.removeprefix("zego-exporter: "), "tasks": [], "warnings": []}
 
 
 def test_check_against_an_unreachable_api_fails_in_one_line() -> None:

@@ -76,8 +76,13 @@ def test_a_secret_comes_from_its_flag_or_its_file_not_both(tmp_path: Path) -> No
     flag_secret = config.read_secret(SECRET, None, **read, required=True)
     assert flag_secret is not None and flag_secret.reveal() == SECRET
     assert config.read_secret(None, None, **read, required=False) is None
-    with pytest.raises(ConfigError, match="only one"):
+    with pytest.raises(ConfigError, match="only one") as both:
         config.read_secret(SECRET, str(path), **read, required=True)
+    # One of the two is often an exported variable: the line names the environment too.
+    assert "ZEGO_SERVER_SECRET_FILE in the environment" in str(both.value)
+    with pytest.raises(ConfigError) as unreadable:
+        config.read_secret(None, str(tmp_path / "missing"), **read, required=True)
+    assert "check --zego.server-secret-file or ZEGO_SERVER_SECRET_FILE" in str(unreadable.value)
     with pytest.raises(ConfigError, match="ZEGO_SERVER_SECRET_FILE"):
         config.read_secret(None, None, **read, required=True)
 

@@ -11,13 +11,16 @@ copy, so a check that cannot fail shows up.
 from __future__ import annotations
 
 import re
+import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 import yaml
 
+from tests.support.components import require_binary
 from tests.support.contract_metrics import CONTRACT_METRICS
 from zego_exporter.cli import cli
 
@@ -316,3 +319,121 @@ def test_metrics_table_lists_every_contract_metric() -> None:
     page = (DOCS / "metrics.md").read_text("utf-8")
     assert metrics_problems(page) == []
     assert len(metrics_problems(page.replace("| `zego_digital_human_up` |", "| up |"))) == 1
+
+
+# -- example PromQL -----------------------------------------------------------------------------
+
+# Two exporters, sampled every 30 s for two hours. Exporter a watches t1 (streaming for 21 h),
+# t2 (streaming for 1 h) and t3 (init_failed, 25 h old, last fetched long ago); exporter b
+# watches t4. Room r1's failure counter goes 0 -> 1 within the last hour, r3's series appears
+# at 1 within it (a task first seen already failed), r2 never fails.
+_A = 'job="zego-exporter",instance="a:9877"'
+_B = 'job="zego-exporter",instance="b:9877"'
+_T1 = f'{_A},task_id="t1",room_id="r1",stream_id="s1"'
+_T2 = f'{_A},task_id="t2",room_id="r2",stream_id="s2"'
+_T3 = f'{_A},task_id="t3",room_id="r3",stream_id="s3"'
+_T4 = f'{_B},task_id="t4",room_id="r4",stream_id="s4"'
+_GET = 'action="GetDigitalHumanStreamTaskStatus"'
+EXAMPLE_SERIES = {
+    **{f'zego_digital_human_task_state{{{task},state="{state}"}}': f"{value}x240"
+       for task, streaming in ((_T1, 1), (_T2, 1), (_T3, 0), (_T4, 1))
+       for state, value in (("streaming", streaming), ("init_failed", 1 - streaming))},
+    f"zego_digital_human_task_age_seconds{{{_T1}}}": "75600x240",
+    f"zego_digital_human_task_age_seconds{{{_T2}}}": "3600x240",
+    f"zego_digital_human_task_age_seconds{{{_T3}}}": "90000x240",
+    f"zego_digital_human_task_age_seconds{{{_T4}}}": "3600x240",
+    f'zego_digital_human_task_info{{{_T1},fail_reason=""}}': "1x240",
+    f'zego_digital_human_task_info{{{_T3},fail_reason="quota"}}': "1x240",
+    f"zego_digital_human_task_last_success_timestamp_seconds{{{_T1}}}": "7190x240",
+    f"zego_digital_human_task_last_success_timestamp_seconds{{{_T2}}}": "7100x240",
+    f"zego_digital_human_task_last_success_timestamp_seconds{{{_T3}}}": "0x240",
+    f"zego_digital_human_task_last_success_timestamp_seconds{{{_T4}}}": "7000x240",
+    f'zego_digital_human_task_failures_total{{{_A},room_id="r1",stream_id="s1"}}': "0x200 1x39",
+    f'zego_digital_human_task_failures_total{{{_A},room_id="r2",stream_id="s2"}}': "0x240",
+    f'zego_digital_human_task_failures_total{{{_A},room_id="r3",stream_id="s3"}}': "_x180 1x59",
+    f'zego_digital_human_api_requests_total{{{_A},{_GET},code="0"}}': "0+30x240",
+    f'zego_digital_human_api_requests_total{{{_B},{_GET},code="0"}}': "0+15x240",
+    f"zego_digital_human_rate_limit_qps{{{_A},{_GET}}}": "10x240",
+    f"zego_digital_human_rate_limit_qps{{{_B},{_GET}}}": "10x240",
+}
+# What each example of docs/metrics.md answers on those series at 2h, by its comment's first
+# sentence.
+EXAMPLE_ANSWERS: dict[str, dict[str, float]] = {
+    "How many tasks are streaming, initializing, failed right now": {
+        '{state="streaming"}': 3, '{state="init_failed"}': 1},
+    "Tasks that failed to start, with ZEGO's reason": {
+        f'zego_digital_human_task_info{{{_T3},fail_reason="quota"}}': 1},
+    "Init failures by room in the last hour": {
+        '{room_id="r1"}': 1, '{room_id="r2"}': 0, '{room_id="r3"}': 1},
+    "Tasks streaming for more than 20 hours (ZEGO ends them at the 24 h TTL by default)": {
+        f"zego_digital_human_task_age_seconds{{{_T1}}}": 75600},
+    "API calls per second by outcome": {f'{{{_GET},code="0"}}': 1.5},
+    "API calls per second against the budget, per exporter and Action (1 is the limit)": {
+        f"{{{_A},{_GET}}}": 0.1, f"{{{_B},{_GET}}}": 0.05},
+    "How stale the data is: the oldest status among tasks still polled": {"{}": 200},
+}
+
+
+def promql_examples(page: str) -> dict[str, str]:
+    """The queries of the page's Example PromQL block, by the first sentence of their comment."""
+    block = page.split("## Example PromQL", 1)[1].split("```promql\n", 1)[1].split("```", 1)[0]
+    examples = {}
+    for group in block.strip().split("\n\n"):
+        lines = group.splitlines()
+        comments = [line for line in lines if line.startswith("#")]
+        first_line = comments[0].lstrip("# ") if comments else "(no comment)"
+        title = first_line.split(". ", 1)[0].strip().rstrip(".")
+        examples[title] = "\n".join(line for line in lines if not line.startswith("#"))
+    return examples
+
+
+def promql_example_problems(page: str, tmp_path: Path) -> list[str]:
+    """Examples with no recorded answer, answers with no example, and what promtool finds
+    when it runs each example on EXAMPLE_SERIES."""
+    examples = promql_examples(page)
+    problems = [f"example {title!r} has no answer in EXAMPLE_ANSWERS"
+                for title in examples if title not in EXAMPLE_ANSWERS]
+    problems += [f"EXAMPLE_ANSWERS has {title!r}, docs/metrics.md has no such example"
+                 for title in EXAMPLE_ANSWERS if title not in examples]
+    tests = {"rule_files": [], "evaluation_interval": "30s", "tests": [{
+        "interval": "30s",
+        "input_series": [{"series": series, "values": values}
+                         for series, values in EXAMPLE_SERIES.items()],
+        "promql_expr_test": [
+            {"expr": expr, "eval_time": "2h",
+             "exp_samples": [{"labels": labels, "value": value}
+                             for labels, value in EXAMPLE_ANSWERS[title].items()]}
+            for title, expr in examples.items() if title in EXAMPLE_ANSWERS],
+    }]}
+    path = tmp_path / "promql_examples_test.yml"
+    path.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        problems.append(result.stdout + result.stderr)
+    return problems
+
+
+@pytest.mark.e2e
+def test_every_promql_example_answers_what_its_comment_says(tmp_path: Path) -> None:
+    page = (DOCS / "metrics.md").read_text("utf-8")
+    assert promql_example_problems(page, tmp_path) == []
+
+
+@pytest.mark.e2e
+def test_the_promql_example_check_catches_a_query_that_answers_wrong(tmp_path: Path) -> None:
+    page = (DOCS / "metrics.md").read_text("utf-8")
+    # The form the page had: `and` binds more loosely than `>`, so this compares the state.
+    misparsed = page.replace(
+        "zego_digital_human_task_age_seconds > 20 * 3600\n"
+        "  and on (job, instance, task_id) (zego_digital_human_task_state"
+        '{state="streaming"} == 1)',
+        "zego_digital_human_task_age_seconds\n"
+        "  and on (job, instance, task_id) (zego_digital_human_task_state"
+        '{state="streaming"} == 1)\n  > 20 * 3600')
+    one_exporter_join = page.replace("  / on (job, instance, action) zego_digital",
+                                     "  / on (action) zego_digital")
+    unanswered = page.replace("# API calls per second by outcome", "# API calls by outcome")
+    for broken in (misparsed, one_exporter_join, unanswered):
+        assert broken != page
+        assert promql_example_problems(broken, tmp_path) != []

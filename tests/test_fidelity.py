@@ -8,6 +8,8 @@ lists which test covers which reading). Wall-clock time is real here, kept to se
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
 import re
 import time
@@ -15,13 +17,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from tests.support.credentials import APP_ID, SECRET_TEXT
 from tests.support.processes import fetch
 from tests.support.scrapes import Sample, samples
-from tests.support.standin import FAILED, GET_STATUS, QUERY, STOPPED, StandIn, callback_body
+from tests.support.standin import (
+    FAILED,
+    GET_STATUS,
+    QUERY,
+    STOPPED,
+    StandIn,
+    callback_body,
+    request_signature,
+)
 from tests.support.standin import Reading as StandInReading
 from tests.support.waiting import wait_until
 from zego_exporter.exporter import Exporter, ExporterConfig
@@ -321,6 +332,27 @@ def test_numbers_written_as_floats_or_strings_reach_the_metrics(numbers: str) ->
     assert lookups and all(r.action == GET_STATUS for r in lookups)
 
 
+# -- the nonce's format ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nonce", ["any", "hex16"])
+def test_the_nonce_the_exporter_sends_passes_either_reading_of_its_format(nonce: str) -> None:
+    """zego-api.md 7.6: the signing page asks for 16 lowercase hex characters, the calling-
+    methods page's example sends a 14-digit decimal. Against a gateway that takes only the
+    former, the docs' own example is refused and the exporter's nonces are not."""
+    with StandIn(APP_ID, SECRET_TEXT, StandInReading(nonce=nonce)) as api:
+        task = api.add_task()
+        now, example = int(time.time()), "15215528852396"
+        query = urlencode({"Action": QUERY, "AppId": APP_ID, "SignatureNonce": example,
+                           "Timestamp": now, "SignatureVersion": "2.0",
+                           "Signature": request_signature(APP_ID, example, SECRET_TEXT, now)})
+        assert json.loads(api.answer(query, b"{}")[1])["Code"] == (
+            0 if nonce == "any" else 100000005)
+        with running_exporter(api.url, task_ids=(task,)) as exporter:
+            found = poll(exporter, lambda f: state(f, task) == "streaming"
+                         and codes(f, QUERY).get("0", 0) >= 1, 10, "a lookup and a list")
+    assert set(codes(found)) == {"0"}
+
+
 # -- the docs page that lists the readings names real tests ---------------------------------------
 
 def test_the_docs_page_on_zegos_api_names_only_tests_that_exist() -> None:
@@ -343,3 +375,15 @@ def test_the_docs_page_on_zegos_api_names_only_tests_that_exist() -> None:
     section = text.split("## Open questions and how we handle both readings")[1]
     assert [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, re.MULTILINE)] == list(
         range(1, 11))  # every item of the notes' section 7, in order
+
+
+def test_the_standin_shares_no_code_with_the_exporter_or_its_simulator() -> None:
+    """The stand-in is the independent model: were it to import the exporter's signing or the
+    simulator's answers, the two could only ever agree with each other."""
+    source = (Path(__file__).parent / "support" / "standin.py").read_text()
+    imported = [node for node in ast.walk(ast.parse(source))
+                if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = [alias.name for node in imported if isinstance(node, ast.Import)
+               for alias in node.names]
+    modules += [node.module or "" for node in imported if isinstance(node, ast.ImportFrom)]
+    assert modules and not [m for m in modules if m.split(".")[0] in ("zego_exporter", "tests")]

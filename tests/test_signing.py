@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tests.support import standin
 from zego_exporter.signing import (
     Secret,
     api_signature,
@@ -50,3 +51,13 @@ def test_signature_comparison() -> None:
     assert signature_matches("abcdef", "ABCDEF")
     assert not signature_matches("abcdef", "abcdee")
     assert not signature_matches("abcdef", "")
+
+
+def test_the_standins_own_signing_matches_the_documented_examples() -> None:
+    """tests/support/standin.py signs with its own code, so that an error in ours cannot be
+    agreed with; it must meet the same documented examples."""
+    assert standin.request_signature(12345, "4fd24687296dd9f3",
+                                     "9193cc662a4c0ec135ec71fb57194b38", 1615186943) == (
+        "43e5cfcca828314675f91b001390566a")
+    assert standin.callback_signature("secret", "1470820198", "123412") == (
+        "5bd59fd62953a8059fb7eaba95720f66d19e4517")

@@ -525,6 +525,13 @@ def test_admin_api_says_what_is_wrong(
     assert fragment in response.json()["error"]
 
 
+def test_admin_api_says_a_body_is_not_json_and_what_to_send(sim: Simulator) -> None:
+    response = requests.post(f"{sim.url}/admin/faults", data="latency=1", timeout=5)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("the request body is not JSON (") and "send a JSON object" in error
+
+
 def test_admin_api_sets_faults_and_reads_stats(sim: Simulator, secret: Secret) -> None:
     settings = {"error": {"rate": 1.0, "code": 400010000, "action": ACTION_QUERY_TASKS},
                 "latency": {"seconds": 0.01}}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -151,15 +150,13 @@ def test_a_too_big_task_file_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(read_task_file(path).task_ids) == 1
 
 
-def test_a_100000_line_file_loads_in_well_under_a_second(tmp_path: Path) -> None:
+def test_a_100000_line_file_loads_whole_and_in_order(tmp_path: Path) -> None:
+    """How long it takes is measured by `python -m bench.taskfile`, not asserted here."""
     ids = [f"{n:032x}" for n in range(100_000)]
     path = write(tmp_path / "tasks", "".join(f"{task_id}  # room {n}\n"
                                              for n, task_id in enumerate(ids)))
-    started = time.perf_counter()
     loaded = read_task_file(path)
-    took = time.perf_counter() - started
     assert loaded.task_ids == ids
-    assert took < 1.0, f"{took:.2f} s"
 
 
 # -- the watcher -----------------------------------------------------------------------------

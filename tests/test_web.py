@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.processes import Response, fetch, get_chunks
+from zego_exporter import __version__
 from zego_exporter.web import (
     SCRAPE_TIMEOUT_HEADER,
     Endpoints,
@@ -216,6 +217,7 @@ def test_routes_and_head(serve: Callable[..., WebServer], fake: FakeEndpoints) -
     post = request(server, "POST", "/metrics", body=b"a=1")
     assert post.status == 405 and post.headers["allow"] == "GET, HEAD"
     assert request(server, "HEAD", "/nope").status == 404
+    assert metrics.headers["server"] == f"zego-exporter/{__version__}"  # no trailing space
 
 
 def test_metrics_are_sent_chunked_as_they_are_rendered(

@@ -4,11 +4,12 @@
 status and a small JSON answer. It checks the signature as zego-api.md documents it (SHA-1 of
 the sorted callback secret, Timestamp and Nonce, compared in constant time), refuses a
 correctly signed callback for another AppId (403, counted `wrong_app`), reads the few
-fields it needs strictly and ignores every field and EventType it does not know, hands stream
-task status changes (EventType 3) to the tracker at once, and counts each callback by
-EventType and result. It must never do I/O beyond that tracker update (ZEGO waits for the
-answer), never act on a body whose signature does not match, never let an unsigned body choose
-label values, and never log or echo the secret.
+fields it needs strictly (a Number as the API's answers may write it: an integer, an
+exact-integer float or a numeric string) and ignores every field and EventType it does not
+know, hands stream task status changes (EventType 3) to the tracker at once, and counts each
+callback by EventType and result. It must never do I/O beyond that tracker update (ZEGO waits
+for the answer), never act on a body whose signature does not match, never let an unsigned body
+choose label values, and never log or echo the secret.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class CallbackReceiver:
             return self._answer(UNKNOWN_EVENT, INVALID, 400, "body is not JSON")
         if not isinstance(doc, dict):
             return self._answer(UNKNOWN_EVENT, INVALID, 400, "body is not a JSON object")
-        event_type = _integer(doc.get("EventType"))
+        event_type = json_integer(doc.get("EventType"))
         # Until the signature is checked, anyone may have written the body: only documented
         # EventTypes become label values, so forged requests cannot create series at will.
         label = str(event_type) if event_type in DOCUMENTED_EVENT_TYPES else UNKNOWN_EVENT
@@ -182,10 +183,16 @@ def _task_status(doc: dict[str, Any]) -> tuple[TaskStatus, float | None]:
     detail = doc.get("Detail")
     if not isinstance(detail, dict):
         raise _Invalid("Detail must be an object")
-    status = _integer(detail.get("Status"))
+    # ZEGO documents these as Numbers; like the API's answers (responses.py), a callback may
+    # write one as 3.0 or "3", and refusing it would lose the event after ZEGO's retries.
+    status = json_integer(detail.get("Status"))
     if status is None:
         raise _Invalid("Detail.Status must be an integer")
     event_time = doc.get("EventTime")
+    if isinstance(event_time, str):
+        event_time = json_integer(event_time)
+        if event_time is None:
+            raise _Invalid("EventTime must be a number")
     if event_time is not None and (
         isinstance(event_time, bool) or not isinstance(event_time, (int, float))
         or not math.isfinite(event_time)

@@ -4,7 +4,8 @@ With TaskIds it looks each one up (within the rate limit); without, it lists the
 tasks. A task ZEGO answers "task not found" for shows as not_found: it has ended (ZEGO
 describes task status for running tasks only) or the TaskId is wrong. When none of the named
 TaskIds is found and nothing runs, it warns that the setup looks wrong (AppId, or the region's
-API host). The report renders as a table or as JSON; the command line prints it. It makes only
+API host). The report renders as a table or as JSON (a failure too, as JSON with `ok`
+false); the command line prints it. It makes only
 read-only API calls and never prints anything itself, least of all the secret.
 """
 
@@ -77,6 +78,13 @@ class Report:
             lines.append("not_found: ZEGO does not know the task now: it has ended, or the "
                          "TaskId is wrong")
         return "\n".join(lines)
+
+
+def failure_json(app_id: int, api_url: str, error: str) -> str:
+    """The JSON output when the check failed: the same fields, `ok` false and the error, so a
+    script reading `.ok` gets an answer either way (the error also goes to stderr)."""
+    return json.dumps({"api_url": api_url, "app_id": app_id, "ok": False, "error": error,
+                       "tasks": [], "warnings": []}, indent=2)
 
 
 def run_check(app_id: int, secret: Secret, api_url: str, *, timeout: float, qps: float,

@@ -22,7 +22,7 @@ import click
 from zego_exporter import __version__
 from zego_exporter import config as parse
 from zego_exporter import log as logsetup
-from zego_exporter.check import CheckFailed, run_check
+from zego_exporter.check import CheckFailed, failure_json, run_check
 from zego_exporter.client import DEFAULT_API_URL
 from zego_exporter.config import ConfigError, Connection, ServeOptions, exporter_config
 from zego_exporter.exporter import Exporter, ExporterConfig
@@ -265,6 +265,8 @@ def check(app_id: int | None, server_secret: str | None, server_secret_file: str
         report = run_check(checked_app_id, secret, api_url, timeout=timeout, qps=qps,
                            task_ids=task_ids)
     except CheckFailed as exc:
+        if output == "json":
+            click.echo(failure_json(checked_app_id, api_url, " ".join(str(exc).split())))
         _fail_runtime(str(exc))
     click.echo(report.to_json() if output == "json" else report.to_text())
     for warning in report.warnings:

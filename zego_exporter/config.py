@@ -124,7 +124,11 @@ def read_secret(flag_value: str | None, file_value: str | None, *, what: str, fl
                 env: str, required: bool) -> Secret | None:
     """The secret of `flag` or of its `-file` twin (one of them, not both)."""
     if flag_value and file_value:
-        raise ConfigError(f"both {flag} and {flag}-file are set: give only one of them")
+        # One of them often comes from the environment (an exported ZEGO_*_FILE) while the
+        # other is typed on the command line: name both places.
+        raise ConfigError(f"both {flag} and {flag}-file are set (as flags, or as {env} and "
+                          f"{env}_FILE in the environment): give only one of them, e.g. "
+                          f"unset {env}_FILE to use {flag}")
     if file_value:
         try:
             with open(file_value, encoding="utf-8") as handle:
@@ -132,7 +136,8 @@ def read_secret(flag_value: str | None, file_value: str | None, *, what: str, fl
                 text = handle.read(MAX_SECRET_CHARS + 1).rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read {what} file {file_value}: "
-                              f"{exc.strerror or exc}") from None
+                              f"{exc.strerror or exc}: check {flag}-file or {env}_FILE, and "
+                              "that this user may read the file") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{what} file {file_value} is not UTF-8 text") from None
         if not text.strip():
@@ -228,7 +233,8 @@ def exporter_config(options: ServeOptions) -> ExporterConfig:
     if o.storage_path and (problem := storage_path_problem(o.storage_path)):
         raise ConfigError(problem)
     if o.task_file and not os.path.isfile(o.task_file):
-        raise ConfigError(f"task file {o.task_file} does not exist or is not a file")
+        raise ConfigError(f"task file {o.task_file} does not exist or is not a file: create it "
+                          "(one TaskId per line) or fix --task-file / ZEGO_TASK_FILE")
     for flag, value in (("--refresh.interval", o.refresh_interval),
                         ("--refresh.fast-interval", o.fast_interval),
                         ("--discovery.interval", o.discovery_interval),

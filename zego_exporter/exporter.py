@@ -100,8 +100,13 @@ class Exporter:
         if opened is not None:
             store, saved = opened
             unfinished = self.tracker.restore(saved.tasks, saved.failures)
-            log.info("storage: restored what the last run knew", extra={
-                "path": store.path, "tasks": len(saved.tasks), "to_look_up_first": unfinished})
+            if saved.tasks or saved.failures:
+                log.info("storage: restored what the last run knew", extra={
+                    "path": store.path, "tasks": len(saved.tasks),
+                    "to_look_up_first": unfinished})
+            else:  # a new file, or one a previous run left empty
+                log.info("storage: nothing saved yet; keeping what this run learns",
+                         extra={"path": store.path})
             self.writer = StoreWriter(store, self.tracker.take_changes,
                                       written=self.tracker.changes_written)
         self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)
@@ -178,12 +183,22 @@ class Exporter:
             "app_id": self.config.app_id, "tasks": len(self.tracker),
             "discovery": self.config.discovery, "qps": self.config.qps,
         })
+        if self.nothing_to_watch():
+            log.warning("nothing to watch: discovery is off and no TaskId, task file or "
+                        "callback secret is configured, so no task will ever be tracked; pass "
+                        "--task-id or --task-file, or drop --no-discovery (ZEGO_DISCOVERY)")
         if self.callbacks is not None:
             log.info("callback endpoint on: ZEGO technical support sends callbacks to this "
                      "path at the exporter's public https address", extra={
                          "path": self.config.callback_path,
                          "local_url": self.web.url + self.config.callback_path,
                          "reconcile_seconds": self.config.policy.callback_reconcile})
+
+    def nothing_to_watch(self) -> bool:
+        """No source can ever name a task: a setup mistake, though not an invalid one (the
+        web configuration can still be tried out this way)."""
+        return not (self.config.discovery or self.config.task_ids
+                    or self.task_file is not None or self.callbacks is not None)
 
     def stop(self) -> None:
         self.web.stop()

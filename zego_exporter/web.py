@@ -170,12 +170,16 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"zego-exporter/{__version__}"
-    sys_version = ""
     timeout = 60.0  # idle keep-alive connections give their thread back
     # Headers and body go out in two writes; with Nagle on, a keep-alive client's delayed ACK
     # holds the second one ~40 ms.
     disable_nagle_algorithm = True
     server: _Server
+
+    def version_string(self) -> str:
+        """The Server header: this program and version only (not Python's, which the base
+        class appends after a space)."""
+        return self.server_version
 
     def do_GET(self) -> None:
         self._route(head=False)

@@ -4,9 +4,10 @@ Our simulator (zego_exporter.simulator) is our own model of ZEGO; tests that onl
 test our model against itself. This stand-in is written independently, from the pages in
 ZEGOCLOUD/docs_all (core_products/digital-human/en/server/streaming-apis/: API calling methods,
 GetDigitalHumanStreamTaskStatus, QueryDigitalHumanStreamTasks, return codes, callbacks) and
-shares nothing with the simulator but the signing functions. Where the docs are silent or
-have changed (zego-api.md section 7), `Reading` picks one interpretation, so a test can run
-against each:
+imports nothing from zego_exporter: it signs and verifies with its own MD5 and SHA-1 as the
+docs' signing pages write them, so a mistake in the exporter's signing cannot agree with it.
+Where the docs are silent or have changed (zego-api.md section 7), `Reading` picks one
+interpretation, so a test can run against each:
 
 - `ended`: what GetStatus answers for an ended task. "not_found": the current page describes
   GetStatus "for a currently running task" and lists Status 1-4: a stopped task answers
@@ -20,6 +21,9 @@ against each:
   "string".
 - `request_id`: whether answers carry RequestId (each Action page lists it; the calling-methods
   page's common return parameters do not).
+- `nonce`: what SignatureNonce the gateway takes: "any" string (the calling-methods page's
+  example is the 14-digit decimal `15215528852396`), or only "hex16", the 16 lowercase hex
+  characters the signing page asks for (refused as a bad signature, 100000005).
 
 It is strict where the docs are clear: POST with the common parameters in the query, MD5
 signature (AppId + SignatureNonce + ServerSecret + Timestamp), at most 10 minutes of skew,
@@ -31,7 +35,10 @@ only, on a free port, and stops when its `with` block ends.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import secrets
 import threading
 import time
 import uuid
@@ -41,8 +48,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from zego_exporter.signing import Secret, api_signature, callback_signature, new_nonce
 
 GET_STATUS = "GetDigitalHumanStreamTaskStatus"
 QUERY = "QueryDigitalHumanStreamTasks"
@@ -61,6 +66,8 @@ _STATUS_FOR_ERRORS = {SIGNATURE_EXPIRED: 401, SIGNATURE_ERROR: 401, NO_PERMISSIO
 
 INITIALIZING, FAILED, STREAMING, STOPPING, STOPPED = 1, 2, 3, 4, 5
 
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -71,11 +78,12 @@ class Reading:
     empty: str = "empty_list"
     numbers: str = "int"
     request_id: bool = True
+    nonce: str = "any"
 
     def __post_init__(self) -> None:
         allowed = {"ended": ("not_found", "status_5"), "errors": ("http_200", "http_4xx"),
                    "empty": ("empty_list", "null_data", "no_data", "null_list"),
-                   "numbers": ("int", "float", "string")}
+                   "numbers": ("int", "float", "string"), "nonce": ("any", "hex16")}
         for name, values in allowed.items():
             if getattr(self, name) not in values:
                 raise ValueError(f"reading {name} must be one of {values}")
@@ -214,9 +222,11 @@ class StandIn:
             return SIGNATURE_ERROR, {}
         if params.get("SignatureVersion") != "2.0" or app_id != self.app_id:
             return SIGNATURE_ERROR, {}
+        if self.reading.nonce == "hex16" and not _HEX16.fullmatch(nonce):
+            return SIGNATURE_ERROR, {}
         if abs(timestamp - now) > 600:
             return SIGNATURE_EXPIRED, {}
-        if signature != api_signature(app_id, nonce, Secret(self.secret), timestamp):
+        if signature != request_signature(app_id, nonce, self.secret, timestamp):
             return SIGNATURE_ERROR, {}
         if not self._within_limit(action, now):
             return RATE_LIMITED, {}
@@ -309,16 +319,30 @@ def _handler(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def request_signature(app_id: int, nonce: str, secret: str, timestamp: int) -> str:
+    """The signing page: `md5(AppId + SignatureNonce + ServerSecret + Timestamp)`, 32 lowercase
+    hex characters (its Python sample, `str(appId) + signatureNonce + ...`)."""
+    text = str(app_id) + nonce + secret + str(timestamp)
+    return hashlib.md5(text.encode("utf8"), usedforsecurity=False).hexdigest()
+
+
+def callback_signature(secret: str, timestamp: str, nonce: str) -> str:
+    """The signature-verification page: the callback secret, timestamp and nonce sorted in
+    dictionary order, concatenated, SHA-1 as lowercase hex (its PHP sample)."""
+    joined = "".join(sorted([secret, timestamp, nonce]))
+    return hashlib.sha1(joined.encode("utf8"), usedforsecurity=False).hexdigest()
+
+
 def callback_body(secret: str, app_id: int, task_id: str, status: int, *, room_id: str = "",
                   stream_id: str = "", fail_reason: str = "") -> bytes:
     """A signed stream-task status callback (EventType 3), as the callback page shows it."""
-    nonce, timestamp = new_nonce(), str(int(time.time()))
+    nonce, timestamp = secrets.token_hex(5), str(int(time.time()))
     detail: dict[str, Any] = {"Status": status, "RoomId": room_id, "StreamId": stream_id}
     if status == FAILED:
         detail["FailReason"] = fail_reason
     return json.dumps({
         "AppId": app_id, "TaskId": task_id, "EventType": 3, "Nonce": nonce,
         "Timestamp": timestamp,
-        "Signature": callback_signature(Secret(secret), timestamp, nonce),
+        "Signature": callback_signature(secret, timestamp, nonce),
         "EventTime": int(time.time() * 1000), "Detail": detail,
     }).encode()

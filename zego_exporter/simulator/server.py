@@ -111,11 +111,13 @@ class _HttpServer(ThreadingHTTPServer):
 class _SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "zego-simulator"
-    sys_version = ""
     timeout = _IDLE_CONNECTION_TIMEOUT
     # Headers and body leave in separate writes: without this, Nagle's algorithm and the
     # client's delayed ACK hold every answer on a keep-alive connection for ~40 ms.
     disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        return self.server_version  # without Python's version and the space before it
 
     def do_POST(self) -> None:
         self._simulator().handle(self, "POST")
@@ -512,11 +514,15 @@ class Simulator:
         try:
             if body is None:
                 raise _AdminError(400, "could not read the request body")
-            doc: object = json.loads(body) if body.strip() else {}
+            try:
+                doc: object = json.loads(body) if body.strip() else {}
+            except (ValueError, RecursionError) as exc:
+                raise _AdminError(400, f"the request body is not JSON ({exc}): send a JSON "
+                                       "object, e.g. {\"Status\": 3}") from exc
             status, answer = self._admin_route(method, parts, doc, query)
         except _AdminError as exc:
             status, answer = exc.status, {"error": exc.message}
-        except ValueError as exc:  # bad JSON, or a value the world or Faults refused
+        except ValueError as exc:  # a value the world or Faults refused
             status, answer = 400, {"error": str(exc)}
         except KeyError as exc:
             status, answer = 404, {"error": f"no task {exc.args[0]!r} in the world"}
@@ -557,14 +563,14 @@ class Simulator:
         if route == ("callbacks",) and method in {"GET", "POST", "PUT"}:
             sender = self.callbacks
             if sender is None:
-                raise _AdminError(404, "callbacks are off: start the simulator with a "
-                                       "callback URL and secret")
+                raise _AdminError(404, "callbacks are off: start the simulator with "
+                                       "--callback-url and --callback-secret")
             if method != "GET":
                 sender.faults = CallbackFaults.from_json(doc)
             return 200, {"URL": sender.url, "Faults": sender.faults.to_json(),
                          "Stats": sender.stats.to_json()}
-        raise _AdminError(404, f"no admin endpoint {method} /admin/{'/'.join(parts)}; see "
-                               "the zego_exporter.simulator docstring")
+        raise _AdminError(404, f"no admin endpoint {method} /admin/{'/'.join(parts)}; the "
+                               "admin API is listed in docs/simulator.md")
 
     def _admin_list(self, query: dict[str, list[str]]) -> JsonDoc:
         status = _int_query(query, "status", None)
