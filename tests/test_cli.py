@@ -268,8 +268,7 @@ SERVE_FLAGS = {  # the contract's table: flag -> environment twin (and default, 
     "--log.format": ("ZEGO_EXPORTER_LOG_FORMAT", "logfmt"),
     "--storage.path": ("ZEGO_STORAGE_PATH", None),
 }
-CHECK_FLAGS = [flag for flag in SERVE_FLAGS if flag.startswith(("--zego.", "--log."))
-               and "callback" not in flag]
+CHECK_FLAGS = [flag for flag in SERVE_FLAGS if flag.startswith(("--zego.", "--log."))]
 
 
 def help_entries(help_text: str) -> dict[str, str]:
@@ -475,6 +474,29 @@ def test_check_json_output(check_env: tuple[Simulator, dict[str, str]]) -> None:
     assert tasks[missing]["state"] == "not_found" and tasks[missing]["status"] is None
     listed = json.loads(run_cli("check", "-o", "json", env=env).stdout)
     assert {t["task_id"] for t in listed["tasks"]} == {t.task_id for t in sim.world.running()}
+
+
+def test_check_takes_serves_callback_flags_and_checks_the_secret_as_serve_would(
+    check_env: tuple[Simulator, dict[str, str]], tmp_path: Path,
+) -> None:
+    """The contract: `check` takes the same --zego.* flags, so serve's command line works."""
+    _, env = check_env
+    (tmp_path / "callback-secret").write_text(FAKE_CALLBACK_SECRET + "\n")
+    flags = ["--zego.callback-secret-file", str(tmp_path / "callback-secret"),
+             "--zego.callback-path", "/hooks/zego"]
+    result = run_cli("check", *flags, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ZEGO API OK")
+    assert FAKE_CALLBACK_SECRET not in result.stdout + result.stderr
+    unreadable = run_cli("check", "--zego.callback-secret-file", str(tmp_path / "missing"),
+                         env=env)
+    line = assert_one_line_error(unreadable, 2)
+    assert "cannot read callback secret file" in line and "--zego.callback-secret-file" in line
+    both = run_cli("check", *flags, env={**env, "ZEGO_CALLBACK_SECRET": FAKE_CALLBACK_SECRET})
+    assert "only one" in assert_one_line_error(both, 2)
+    assert FAKE_CALLBACK_SECRET not in both.stderr
+    bad_path = run_cli("check", "--zego.callback-path", "/-/ready", env=env)
+    assert "--zego.callback-path '/-/ready' must start with /" in assert_one_line_error(bad_path, 2)
 
 
 def test_check_with_a_wrong_secret_says_what_to_check(

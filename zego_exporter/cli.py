@@ -24,7 +24,13 @@ from zego_exporter import config as parse
 from zego_exporter import log as logsetup
 from zego_exporter.check import CheckFailed, failure_json, run_check
 from zego_exporter.client import DEFAULT_API_URL
-from zego_exporter.config import ConfigError, Connection, ServeOptions, exporter_config
+from zego_exporter.config import (
+    ConfigError,
+    Connection,
+    ServeOptions,
+    callback_secret_of,
+    exporter_config,
+)
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.refresh import LISTING_CPU_SHARE
 from zego_exporter.signing import Secret
@@ -94,6 +100,25 @@ def zego_options(command: F) -> F:
     return command
 
 
+def callback_options(command: F) -> F:
+    """The `--zego.callback-*` flags: `serve` enables its endpoint with them; `check` takes
+    them too (the contract: the same `--zego.*` flags) and checks that the secret is usable."""
+    options = [
+        click.option("--zego.callback-secret", "callback_secret",
+                     envvar="ZEGO_CALLBACK_SECRET", show_envvar=True, metavar="SECRET",
+                     help="Callback secret (ZEGO console); enables the callback endpoint."),
+        click.option("--zego.callback-secret-file", "callback_secret_file",
+                     envvar="ZEGO_CALLBACK_SECRET_FILE", show_envvar=True, metavar="PATH",
+                     help="File holding the callback secret; enables the callback endpoint."),
+        click.option("--zego.callback-path", "callback_path", envvar="ZEGO_CALLBACK_PATH",
+                     show_envvar=True, default="/zego/callback", show_default=True,
+                     help="Path of the callback endpoint."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def log_options(command: F) -> F:
     command = click.option(
         "--log.format", "log_format", envvar="ZEGO_EXPORTER_LOG_FORMAT", show_envvar=True,
@@ -157,15 +182,7 @@ def cli() -> None:
 @click.option("--tasks.retention", "retention", envvar="ZEGO_TASKS_RETENTION",
               show_envvar=True, default="1h", show_default=True, callback=_duration,
               help="Forget discovered or callback tasks this long after they ended.")
-@click.option("--zego.callback-secret", "callback_secret", envvar="ZEGO_CALLBACK_SECRET",
-              show_envvar=True, metavar="SECRET",
-              help="Callback secret (ZEGO console); enables the callback endpoint.")
-@click.option("--zego.callback-secret-file", "callback_secret_file",
-              envvar="ZEGO_CALLBACK_SECRET_FILE", show_envvar=True, metavar="PATH",
-              help="File holding the callback secret; enables the callback endpoint.")
-@click.option("--zego.callback-path", "callback_path", envvar="ZEGO_CALLBACK_PATH",
-              show_envvar=True, default="/zego/callback", show_default=True,
-              help="Path of the callback endpoint.")
+@callback_options
 @click.option("--web.listen-address", "listen_address", envvar="ZEGO_EXPORTER_LISTEN_ADDRESS",
               show_envvar=True, default=":9877", show_default=True,
               help="Address to listen on: host:port, :port (every interface) or [::1]:port.")
@@ -246,9 +263,11 @@ def _run_until_signalled(start: Callable[[], object], stop: Callable[[], None],
 @click.argument("task_ids", nargs=-1, callback=_parsed(parse.checked_task_ids))
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="How to print the tasks.")
+@callback_options
 @log_options
 def check(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
           api_url: str, qps: float, timeout: float, task_ids: tuple[str, ...], output: str,
+          callback_secret: str | None, callback_secret_file: str | None, callback_path: str,
           log_level: str, log_format: str) -> None:
     """Verify credentials and connectivity, and print the tasks.
 
@@ -257,10 +276,13 @@ def check(app_id: int | None, server_secret: str | None, server_secret_file: str
     running tasks only) or the TaskId is wrong. When none of the TASK_IDs is found and no task
     is running, it warns that the setup looks wrong (AppId, or the region's API host). Exit
     code 0 when the API answered, 1 on an API or credential failure, 2 on a usage error.
+    It takes serve's --zego.* flags, so the same command line or environment can be reused:
+    a callback secret given is checked (readable, one place) as serve would, not used.
     """
     connection = Connection(app_id, server_secret, server_secret_file, api_url, qps, timeout)
     checked_app_id, secret = connection.credentials()
-    logsetup.configure(log_level, log_format, secrets=_secrets_of(secret))
+    callback = callback_secret_of(callback_secret, callback_secret_file, callback_path)
+    logsetup.configure(log_level, log_format, secrets=_secrets_of(secret, callback))
     try:
         report = run_check(checked_app_id, secret, api_url, timeout=timeout, qps=qps,
                            task_ids=task_ids)

@@ -215,19 +215,30 @@ class ServeOptions:
     storage_path: str | None
 
 
+def callback_secret_of(secret: str | None, secret_file: str | None,
+                       path: str) -> Secret | None:
+    """The callback secret of the `--zego.callback-*` flags (None: callbacks off), and the
+    endpoint's path checked; raises ConfigError."""
+    _check_path("--zego.callback-path", path)
+    return read_secret(secret, secret_file, what="callback secret",
+                       flag="--zego.callback-secret", env="ZEGO_CALLBACK_SECRET",
+                       required=False)
+
+
+def _check_path(flag: str, path: str) -> None:
+    if not path.startswith("/") or path in RESERVED_PATHS:
+        raise ConfigError(f"{flag} {path!r} must start with / and not be /, /-/healthy "
+                          "or /-/ready")
+
+
 def exporter_config(options: ServeOptions) -> ExporterConfig:
     """What `serve` runs, after the checks no single flag can make; raises ConfigError."""
     o = options
     app_id, secret = o.connection.credentials()
-    callback_secret = read_secret(o.callback_secret, o.callback_secret_file,
-                                  what="callback secret", flag="--zego.callback-secret",
-                                  env="ZEGO_CALLBACK_SECRET", required=False)
+    callback_secret = callback_secret_of(o.callback_secret, o.callback_secret_file,
+                                         o.callback_path)
     listen_address(o.listen_address)
-    paths = {"--web.telemetry-path": o.telemetry_path, "--zego.callback-path": o.callback_path}
-    for flag, path in paths.items():
-        if not path.startswith("/") or path in RESERVED_PATHS:
-            raise ConfigError(f"{flag} {path!r} must start with / and not be /, /-/healthy "
-                              "or /-/ready")
+    _check_path("--web.telemetry-path", o.telemetry_path)
     if callback_secret is not None and o.callback_path == o.telemetry_path:
         raise ConfigError("--zego.callback-path and --web.telemetry-path must differ")
     if o.storage_path and (problem := storage_path_problem(o.storage_path)):
