@@ -5,8 +5,8 @@ tasks. A task ZEGO answers "task not found" for shows as not_found: it has ended
 describes task status for running tasks only) or the TaskId is wrong. When none of the named
 TaskIds is found and nothing runs, it warns that the setup looks wrong (AppId, or the region's
 API host). The report renders as a table or as JSON (a failure too, as JSON with `ok`
-false); the command line prints it. It makes only
-read-only API calls and never prints anything itself, least of all the secret.
+false); the command line prints it. It makes only read-only API calls and never prints
+anything itself, least of all the secret.
 """
 
 from __future__ import annotations
