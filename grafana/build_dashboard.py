@@ -32,6 +32,8 @@ GRID_COLUMNS = 24
 # Label matchers every query carries. Exporter-level metrics have no room_id label, so the
 # room filter only applies to per-task series.
 EXPORTER = 'job=~"$job", instance=~"$instance"'
+BUILD_INFO = "zego_digital_human_exporter_build_info"
+"""Every exporter has it from its first scrape on: the job and instance variables list it."""
 TASK = EXPORTER + ', room_id=~"$room_id"'
 
 STATE_COLOURS = {
@@ -803,11 +805,13 @@ def templating() -> list[Json]:
         # "All" jobs is the regex of the jobs listed (no allValue), not dashboard-linter's
         # `.+`: `up` and `scrape_duration_seconds` are Prometheus' own series, which every
         # target of every job has, so `job=~".+"` would put all of them on this dashboard.
-        query_variable("job", "Job", "label_values(zego_digital_human_up, job)", multi=True),
+        # Listed from build_info, which every exporter has from its first scrape on
+        # (zego_digital_human_up waits for the first API call).
+        query_variable("job", "Job", f"label_values({BUILD_INFO}, job)", multi=True),
         # Within the selected jobs every instance is an exporter: `.+` is a short query.
         query_variable(
             "instance", "Instance",
-            'label_values(zego_digital_human_up{job=~"$job"}, instance)',
+            f'label_values({BUILD_INFO}{{job=~"$job"}}, instance)',
             multi=True, all_value=".+",
         ),
         # label_values cannot list the empty room of a task whose RoomId is not known yet; a

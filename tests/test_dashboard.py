@@ -211,8 +211,10 @@ def test_no_import_placeholders(dashboard: dict[str, Any]) -> None:
 
 def test_filter_variables(dashboard: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert "zego_digital_human_up" in variables["job"]["query"]
-    assert "zego_digital_human_up" in variables["instance"]["query"]
+    # build_info, not up: up waits for the first API call, and an exporter that has made none
+    # yet (callbacks only, say) must still be selectable
+    assert "zego_digital_human_exporter_build_info" in variables["job"]["query"]
+    assert "zego_digital_human_exporter_build_info" in variables["instance"]["query"]
     room = variables["room_id"]
     assert "zego_digital_human_task_state" in room["query"]
     assert room["multi"] and room["includeAll"]

@@ -192,6 +192,26 @@ def test_gone_tasks_simply_disappear(count: int) -> None:
     assert 'task_id="t0"' not in text
 
 
+def test_up_is_absent_until_the_first_api_call_then_follows_the_latest() -> None:
+    """Nothing is known of the API before a call (callbacks only, say): no 0 that would page
+    ZegoDigitalHumanApiDown for an API that is fine."""
+    tracker = Tracker(clock=FakeClock(NOW))
+    collector = collector_for(tracker)
+    renderer = TextRenderer(collector)
+
+    def up_lines() -> list[str]:
+        text = renderer.render(collector._snapshot()).decode()
+        assert text.encode() == reference(collector)
+        return [line for line in text.splitlines()
+                if line.startswith("zego_digital_human_up")]
+
+    assert up_lines() == []
+    tracker.record_api(False)
+    assert up_lines() == ["zego_digital_human_up 0.0"]
+    tracker.record_api(True)
+    assert up_lines() == ["zego_digital_human_up 1.0"]
+
+
 def _synthetic(count: int, one_hot_at: int | None) -> Family[tuple[str, ...]]:
     """A family with `count` labels (values with characters to escape in some rows) and, if
     `one_hot_at` is given, a one-hot label sorting at that position among them."""

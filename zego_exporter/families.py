@@ -161,8 +161,10 @@ FAMILIES: tuple[Family[Any], ...] = (
         "the AppId) or 400010009 (rate limited). 0 if it got no usable answer (connection error, "
         "timeout, an HTTP error other than 429, or a body without ZEGO's envelope) or ZEGO "
         "refused the AppId or signature (1000000xx) or failed (400010000). Updated with every "
-        "API call.",
-        lambda scrape: (scrape.snapshot.api_up,), value=lambda up, now: 1 if up else 0,
+        "API call; absent until the first one (discovery off and nothing to look up yet, e.g. "
+        "callbacks only), since nothing is known of the API then.",
+        lambda scrape: (scrape.snapshot.api_up,),
+        value=lambda up, now: None if up is None else int(up),
     ),
     Family[tuple[str, float]](
         "rate_limit_qps", "gauge",
