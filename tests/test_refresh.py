@@ -278,6 +278,18 @@ def test_not_found_is_an_answer() -> None:
     assert engine.refresher.ready
 
 
+def test_ready_once_the_first_round_is_tried_even_if_zego_cannot_be_reached() -> None:
+    # /-/ready means "first round done", not "ZEGO answered": an exporter whose API is down
+    # (wrong credentials, no route) becomes ready and shows up 0, so it stays in a Service
+    # and its alert fires (docs/kubernetes.md, docs/configuration.md).
+    down = TransportError("x", outcome="connection_error", retryable=True, api_down=True)
+    engine = Driven(FakeApi([down] * 100, listing=down), ["a"])
+    assert not engine.refresher.ready
+    engine.run_until(lambda: engine.refresher.ready, within=5, what="ready")
+    assert engine.api.lists >= 1 and engine.api.calls[:1] == ["a"]
+    assert engine.tracker.api_up is False
+
+
 def test_a_bug_in_one_lookup_is_logged_and_the_task_looked_up_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
