@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from deploy.kubernetes import generate as generator
 from tests.support.components import require_binary
 from zego_exporter import __version__
 from zego_exporter.cli import cli
+from zego_exporter.storage import StorageError, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "kubernetes"
@@ -419,6 +421,30 @@ def test_every_component_the_docs_name_exists() -> None:
     assert named
     for path in named:
         assert (ROOT / path / "kustomization.yaml").is_file(), path
+
+
+def test_docs_quote_what_a_second_pod_on_the_storage_file_logs(tmp_path: Path) -> None:
+    # With persistent-storage, a pod deleted by hand gets its replacement at once; on the same
+    # node both mount the ReadWriteOnce volume, and the exporter's lock refuses the second.
+    # The page must quote that refusal as the exporter words it, so a user can search for it.
+    path = tmp_path / "zego-exporter.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from zego_exporter.storage import open_store; "
+         "open_store(sys.argv[1]); print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StorageError) as refused:
+            open_store(str(path))
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    message = str(refused.value).replace(str(path), "...")
+    message = re.sub(r"\(pid \d+\)", "(pid N)", message)
+    page = " ".join(DOCS_PAGE.read_text().split())
+    assert f"`{message}; running with memory only`" in page, message
+    assert "Recreate" in page and "ReadWriteOncePod" in page
 
 
 def test_docker_page_names_the_storage_path_the_image_sets() -> None:
