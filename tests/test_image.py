@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.components import IN_CI, require_binary
+from tests.support.credentials import APP_ID, SECRET_TEXT
 from zego_exporter import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,10 +159,11 @@ def container(image: dict[str, Any]) -> Iterator[str]:
     subprocess.run([*BUILDAH, "rm", name], capture_output=True, timeout=120, check=False)
 
 
-def run_in(container: str, namespace: Namespace, *argv: str) -> list[str]:
+def run_in(container: str, namespace: Namespace, *argv: str,
+           options: Sequence[str] = ()) -> list[str]:
     """`buildah run` as the image's USER, sharing the test's namespace (--network host)."""
     return namespace.command(*BUILDAH, "run", "--isolation", "chroot", "--network", "host",
-                             container, "--", *argv)
+                             *options, container, "--", *argv)
 
 
 def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
@@ -230,3 +232,111 @@ def test_nobody_can_create_the_storage_file_where_the_image_points(
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "None", result.stdout
+
+
+# What the exporter may write to in a container whose root file system is read-only: the
+# storage volume (ZEGO_STORAGE_PATH's directory) and /tmp (an emptyDir in deploy/kubernetes).
+WRITABLE = ("/var/lib/zego-exporter/", "/tmp/")
+
+
+@contextlib.contextmanager
+def mounted(container: str) -> Iterator[Path]:
+    """The container's root file system, mounted on the host."""
+    mount = subprocess.run([*BUILDAH, "mount", container], capture_output=True, text=True,
+                           timeout=120, check=True)
+    try:
+        yield Path(mount.stdout.strip())
+    finally:
+        subprocess.run([*BUILDAH, "umount", container], capture_output=True, timeout=120,
+                       check=False)
+
+
+def paths(root: Path, *tests: str) -> set[str]:
+    """Every path under the container's root file system (that `find` tests select)."""
+    found = subprocess.run(["find", str(root), "-xdev", *tests], capture_output=True, text=True,
+                           timeout=120, check=True)
+    return {"/" + os.path.relpath(line, root) for line in found.stdout.splitlines()}
+
+
+def stop(process: subprocess.Popen[str], namespace: Namespace, *words: str) -> str:
+    """SIGTERM the Python processes in the namespace with these words (not buildah, which
+    would then report the command killed); their output."""
+    for pid in namespace.processes(*words):
+        with contextlib.suppress(OSError):
+            if "python" in os.path.basename(os.readlink(f"/proc/{pid}/exe")):
+                os.kill(pid, signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate(timeout=10)
+    return output
+
+
+def test_serve_keeps_its_storage_in_the_volume_and_writes_nothing_else(
+    image: dict[str, Any], container: str, namespace: Namespace, tmp_path: Path,
+) -> None:
+    """The image's default command, as docs/docker.md runs it (the secret as a file readable by
+    uid 65534), against a simulated API: it gets ready and tracks tasks, and on SIGTERM
+    leaves its SQLite file and `<path>.lock` owned by nobody in the storage directory, and no
+    file anywhere else a read-only root file system would refuse."""
+    secret = tmp_path / "zego-server-secret"
+    secret.write_text(SECRET_TEXT)
+    os.chown(secret, int(NOBODY), int(NOBODY))
+    secret.chmod(0o400)
+    options = ["--volume", f"{secret}:/run/secrets/zego_server_secret:ro",
+               "--env", f"ZEGO_APP_ID={APP_ID}",
+               "--env", "ZEGO_SERVER_SECRET_FILE=/run/secrets/zego_server_secret",
+               "--env", "ZEGO_API_URL=http://127.0.0.1:9878"]
+    # A first run makes the mount points buildah itself needs; then what the file system holds.
+    subprocess.run(run_in(container, namespace, "true", options=options), capture_output=True,
+                   text=True, timeout=120, check=True)
+    with mounted(container) as root:
+        before = paths(root)
+        marker = tmp_path / "marker"
+        marker.touch()
+        time.sleep(0.01)  # mtimes after the marker's
+
+        simulator = subprocess.Popen(
+            namespace.command(sys.executable, "-m", "zego_exporter", "simulate",
+                              "--listen-address", "127.0.0.1:9878", "--app-id", str(APP_ID),
+                              "--server-secret", SECRET_TEXT, "--tasks", "5",
+                              "--lifecycle", "forever"),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=ROOT,
+        )
+        exporter = subprocess.Popen(
+            run_in(container, namespace, "zego-exporter", "serve", options=options),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        try:
+            body = ""
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                _, body = namespace.fetch("http://127.0.0.1:9877/metrics")
+                ready, _ = namespace.fetch("http://127.0.0.1:9877/-/ready")
+                if ready == 200 and re.search(r"^zego_digital_human_up 1(\.0)?$", body, re.M) \
+                        and "zego_digital_human_task_state{" in body:
+                    break
+                assert exporter.poll() is None, "the exporter exited early"
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"serve not ready with tasks within 90 s: {body[-500:]}")
+        finally:
+            log = stop(exporter, namespace, "zego-exporter", "serve")
+            stop(simulator, namespace, "zego_exporter", "simulate")
+        assert exporter.returncode == 0, log
+        assert "memory only" not in log and "level=error" not in log, log
+
+        environment = dict(item.split("=", 1) for item in image["Config"]["Env"])
+        storage = Path(environment["ZEGO_STORAGE_PATH"])
+        for name in (storage.name, f"{storage.name}.lock"):
+            written = root / storage.parent.relative_to("/") / name
+            assert written.is_file(), f"{storage.parent}/{name} was not written"
+            assert (written.stat().st_uid, written.stat().st_gid) == (int(NOBODY),) * 2, name
+        # New paths, and files (not directories: buildah itself touches /run) changed since.
+        changed = sorted((paths(root) - before) | paths(root, "-newer", str(marker),
+                                                         "-not", "-type", "d"))
+        outside = [path for path in changed
+                   if not any(f"{path}/".startswith(area) for area in WRITABLE)]
+        assert outside == [], f"written outside {WRITABLE}: {outside}"
