@@ -340,3 +340,18 @@ def test_serve_keeps_its_storage_in_the_volume_and_writes_nothing_else(
         outside = [path for path in changed
                    if not any(f"{path}/".startswith(area) for area in WRITABLE)]
         assert outside == [], f"written outside {WRITABLE}: {outside}"
+
+
+def test_the_exporter_environment_carries_no_build_tools(
+    container: str, namespace: Namespace,
+) -> None:
+    # The runtime stage copies the virtual environment only: no pip, setuptools or wheel in it
+    # (the base image's own pip is outside it), and no compiler on PATH.
+    code = ("import importlib.util, shutil, sys; "
+            "print(sys.prefix, [m for m in ('pip', 'setuptools', 'wheel') "
+            "if importlib.util.find_spec(m)], [t for t in ('cc', 'gcc', 'make') "
+            "if shutil.which(t)])")
+    result = subprocess.run(run_in(container, namespace, "python", "-c", code),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split(maxsplit=1) == ["/opt/zego-exporter", "[] []\n"], result.stdout
