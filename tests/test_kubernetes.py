@@ -206,6 +206,17 @@ def test_without_prometheus_operator_component(tmp_path: Path) -> None:
     assert sorted(validate_core(docs)) == ["ConfigMap", "Deployment", "Service"]
 
 
+def test_both_components_together(tmp_path: Path) -> None:
+    # A cluster without the operator that keeps the file: the two patch different objects.
+    docs = overlay(tmp_path, ["persistent-storage", "without-prometheus-operator"])
+
+    assert {doc["kind"] for doc in docs} == {
+        "Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"}
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert sorted(validate_core(docs)) == [
+        "ConfigMap", "Deployment", "PersistentVolumeClaim", "Service"]
+
+
 # --- the Deployment ---------------------------------------------------------------------
 
 
