@@ -458,6 +458,25 @@ def test_docs_quote_what_a_second_pod_on_the_storage_file_logs(tmp_path: Path) -
     assert "Recreate" in page and "ReadWriteOncePod" in page
 
 
+def test_the_docs_strategy_patch_turns_a_defaulted_rolling_update_into_recreate(
+    tmp_path: Path, deployment: Doc,
+) -> None:
+    # What the API server holds after the base was applied: the defaulted RollingUpdate, which
+    # `kubectl apply` of the persistent-storage component cannot clear (the page's workaround).
+    patch = re.search(r"patch deployment zego-exporter \\\n\s*-p '(.*)'", DOCS_PAGE.read_text())
+    assert patch, "docs/kubernetes.md has no strategy patch command"
+    applied = yaml.safe_load(yaml.safe_dump(deployment))
+    applied["spec"]["strategy"] = {"type": "RollingUpdate",
+                                   "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    (tmp_path / "deployment.yaml").write_text(yaml.safe_dump(applied))
+    result = subprocess.run(
+        [require_binary("kubectl"), "patch", "--local", "-o", "yaml",
+         "-f", str(tmp_path / "deployment.yaml"), "-p", patch[1]],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["spec"]["strategy"] == {"type": "Recreate"}
+
+
 def test_docker_page_names_the_storage_path_the_image_sets() -> None:
     page = (ROOT / "docs" / "docker.md").read_text()
     assert f"ZEGO_STORAGE_PATH={dockerfile_env('ZEGO_STORAGE_PATH')}" in page
