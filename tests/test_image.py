@@ -166,6 +166,25 @@ def run_in(container: str, namespace: Namespace, *argv: str,
                              *options, container, "--", *argv)
 
 
+def serving(namespace: Namespace, exporter: subprocess.Popen[str], *wanted: str) -> str:
+    """Wait up to 90 s until the exporter on the default port serves /metrics with
+    `zego_digital_human_up 1` and each wanted text in it, and answers 200 on each wanted path
+    (a wanted string starting with "/"). Returns the /metrics body."""
+    base = "http://127.0.0.1:9877"
+    body = ""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status, body = namespace.fetch(f"{base}/metrics")
+        up = re.search(r"^zego_digital_human_up 1(\.0)?$", body, re.M) is not None
+        if status == 200 and up and all(
+                text in body if not text.startswith("/")
+                else namespace.fetch(base + text)[0] == 200 for text in wanted):
+            return body
+        assert exporter.poll() is None, "the exporter exited early"
+        time.sleep(0.5)
+    pytest.fail(f"not serving {wanted} within 90 s: {body[-500:]}")
+
+
 def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
     image: dict[str, Any], container: str, namespace: Namespace, figures: list[str]
 ) -> None:
@@ -181,17 +200,8 @@ def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        body = ""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            status, body = namespace.fetch("http://127.0.0.1:9877/metrics")
-            if status == 200 and re.search(r"^zego_digital_human_up 1(\.0)?$", body, re.M):
-                break
-            assert exporter.poll() is None, "the exporter exited early"
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"no /metrics with zego_digital_human_up 1 within 90 s: {body[-500:]}")
-        serving = time.monotonic() - started
+        body = serving(namespace, exporter)
+        took = time.monotonic() - started
 
         assert f'zego_digital_human_exporter_build_info{{version="{__version__}"}} 1' in body
         assert "zego_digital_human_task_state{" in body
@@ -209,7 +219,7 @@ def test_demo_serves_metrics_as_nobody_and_passes_the_healthcheck(
         check = subprocess.run(run_in(container, namespace, *healthcheck), capture_output=True,
                                text=True, timeout=120, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
-        figures.append(f"image: demo served /metrics {serving:.1f} s after `buildah run`")
+        figures.append(f"image: demo served /metrics {took:.1f} s after `buildah run`")
     finally:
         for pid in namespace.processes("zego-exporter", "demo"):
             with contextlib.suppress(ProcessLookupError):
@@ -310,18 +320,7 @@ def test_serve_keeps_its_storage_in_the_volume_and_writes_nothing_else(
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         try:
-            body = ""
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                _, body = namespace.fetch("http://127.0.0.1:9877/metrics")
-                ready, _ = namespace.fetch("http://127.0.0.1:9877/-/ready")
-                if ready == 200 and re.search(r"^zego_digital_human_up 1(\.0)?$", body, re.M) \
-                        and "zego_digital_human_task_state{" in body:
-                    break
-                assert exporter.poll() is None, "the exporter exited early"
-                time.sleep(0.5)
-            else:
-                pytest.fail(f"serve not ready with tasks within 90 s: {body[-500:]}")
+            serving(namespace, exporter, "/-/ready", "zego_digital_human_task_state{")
         finally:
             log = stop(exporter, namespace, "zego-exporter", "serve")
             stop(simulator, namespace, "zego_exporter", "simulate")
