@@ -723,3 +723,26 @@ def test_a_directory_the_user_cannot_write_to_is_a_problem(tmp_path: Path) -> No
     assert problem is not None
     assert f"cannot create files in {directory} (Permission denied)" in problem
     assert "make it writable" in problem
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock"])
+def test_a_file_the_user_cannot_write_is_a_problem(
+        db: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """SQLite would open it read-only without a word, and every write would fail."""
+    saved_file(db, 3)
+    spoilt = db.parent / (db.name + suffix)
+    spoilt.touch()
+    spoilt.chmod(0o444)
+    if os.geteuid() == 0:  # permission bits do not stop root: refuse as the kernel would
+        real_open = os.open
+
+        def refusing(name: str, flags: int, *args: int) -> int:
+            if name == str(spoilt) and flags & os.O_RDWR:
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, flags, *args)
+
+        monkeypatch.setattr(os, "open", refusing)
+    problem = path_problem(str(db))
+    assert problem == (f"--storage.path {db}: cannot write {spoilt} (Permission denied): give "
+                       f"it to this user (uid {os.getuid()}), e.g. chown, or choose another path")
+

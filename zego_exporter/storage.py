@@ -102,7 +102,10 @@ def path_problem(path: str) -> str | None:
     """Why `path` can never hold the storage file, in one line with the fix; None if it can.
 
     The file itself may be missing or unusable (it is then created, or moved aside); its
-    directory must exist and take new files, for the file and SQLite's -wal and -shm beside it.
+    directory must exist and take new files, for the file and SQLite's -wal and -shm beside it,
+    and those that exist (with the lock) must be writable for this user. Call it before any
+    store of `path` is open in this process: closing a descriptor of the lock file would let go
+    of the lock.
     """
     flag = f"--storage.path {path}"
     if os.path.isdir(path):
@@ -121,6 +124,16 @@ def path_problem(path: str) -> str | None:
     except OSError as exc:
         return (f"{flag}: cannot create files in {directory} ({exc.strerror or exc}): make it "
                 f"writable for this user (uid {os.getuid()}), or choose another directory")
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}.lock"):
+        # SQLite opens a file it cannot write read-only, without a word: every write would
+        # fail. A volume whose files another user (an older image's uid) created does this.
+        try:
+            os.close(os.open(name, os.O_RDWR | os.O_CLOEXEC))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return (f"{flag}: cannot write {name} ({exc.strerror or exc}): give it to this "
+                    f"user (uid {os.getuid()}), e.g. chown, or choose another path")
     return None
 
 
