@@ -8,6 +8,8 @@ kill -9); tests/test_durability.py kills a real `serve` process.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -683,6 +685,19 @@ def test_the_storage_gauge_is_there_only_with_a_storage_path(db: Path) -> None:
             if each.writer is not None:
                 each.writer.stop()
             each.client.close()
+
+
+def test_a_file_system_without_locks_is_not_taken_for_another_exporter(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_locks(fd: int, cmd: int, *args: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with pytest.raises(StorageError) as refused:
+        open_store(str(db), clock=FakeClock(T0))
+    assert str(refused.value) == (
+        f"cannot lock {db}.lock (No locks available): the file system of --storage.path does "
+        "not support file locks; put the file on a local disk or volume")
 
 
 def test_closing_the_store_lets_go_of_the_file(db: Path) -> None:

@@ -14,6 +14,7 @@ gives back `SavedTask`s.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import math
@@ -247,7 +248,12 @@ def _take_ownership(path: str) -> int:
                            "make its directory writable for this user") from None
     try:
         fcntl.lockf(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
+        if error.errno not in (errno.EAGAIN, errno.EACCES):  # no locks here (ENOLCK...)
+            os.close(owner)
+            raise StorageError(f"cannot lock {name} ({error.strerror or error}): the file "
+                               "system of --storage.path does not support file locks; put the "
+                               "file on a local disk or volume") from None
         holder = os.pread(owner, 32, 0).decode("ascii", "replace").strip()
         os.close(owner)
         by = f" (pid {holder})" if holder.isdigit() else ""
