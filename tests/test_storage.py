@@ -365,6 +365,7 @@ def test_a_failed_write_is_kept_and_written_with_later_changes(
         return write(changes)
 
     run.store.write = flaky  # type: ignore[method-assign]
+    assert run.flush() == 0 and run.writes == []  # nothing to write: nothing to tell
     run.tracker.set_configured("static", ["a", "b"])
     drain(run.tracker)
     run.tracker.record_lookup(status("a", 1, "r", "s"))
@@ -377,35 +378,12 @@ def test_a_failed_write_is_kept_and_written_with_later_changes(
         failing[0] = False
         assert run.flush() == 3  # both tasks and the count, as they are now
         assert any("work again" in r.getMessage() for r in caplog.records)
+    # What zego_digital_human_storage_last_write_successful shows, a sign besides the log.
+    assert run.flush() == 0 and run.writes == [False, False, True]
     saved = Run(db, clock).saved
     assert {t.view.task_id: t.view.state for t in saved.tasks} == {
         "a": "init_failed", "b": "unknown"}
     assert saved.failures == {("r", "s"): 1}
-
-
-def test_each_write_tells_whether_it_worked(db: Path) -> None:
-    """What zego_digital_human_storage_last_write_successful shows: the log is not the only
-    sign that what the exporter learns is not being kept."""
-    clock = FakeClock(T0)
-    run = Run(db, clock)
-    write = run.store.write
-    failing = [True]
-
-    def flaky(changes: Changes) -> int:
-        if failing[0]:
-            raise sqlite3.OperationalError("disk I/O error")
-        return write(changes)
-
-    run.store.write = flaky  # type: ignore[method-assign]
-    assert run.flush() == 0 and run.writes == []  # nothing to write: nothing to tell
-    run.tracker.set_configured("static", ["a"])
-    run.flush()
-    run.flush()
-    assert run.writes == [False, False]
-    failing[0] = False
-    run.flush()
-    run.flush()  # nothing left to write: the last word stands
-    assert run.writes == [False, False, True]
 
 
 def test_a_real_full_disk_is_survived_and_everything_written_once_there_is_room(
