@@ -219,6 +219,44 @@ def test_a_client_hanging_up_midway_releases_the_snapshot_and_the_thread(
     assert value_of(watched.scrape(), "zego_digital_human_scrape_duration_seconds") == 1.25
 
 
+@pytest.mark.parametrize("headers", [{}, PROMETHEUS_HEADERS], ids=["text", "prometheus"])
+def test_a_slow_reader_gets_the_snapshot_of_its_start_whatever_changes_meanwhile(
+    watched: Watched, headers: dict[str, str],
+) -> None:
+    """The snapshot is taken when the scrape starts and nothing the tracker does afterwards
+    reaches it: the body equals generate_latest of that moment's cache, to the byte."""
+    tracker = watched.exporter.tracker
+    registry = CollectorRegistry()
+    registry.register(watched.exporter.collector)
+    render = generate_openmetrics if headers else generate_latest
+    before = render(registry).decode()
+    task_ids = tracker.task_ids()
+    with small_window_connection(watched.port) as sock:
+        request = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     f"{request}\r\n".encode())
+        stream = sock.makefile("rb")
+        head = b"".join(iter(stream.readline, b"\r\n"))
+        assert head.startswith(b"HTTP/1.1 200 ") and len(watched.snapshots) == 1
+        # Meanwhile every task changes: states, rooms, reasons; half are forgotten.
+        for n, task_id in enumerate(task_ids):
+            tracker.record_lookup(TaskStatus(task_id, 2, f"moved_{n}", "s", 1, "late change"))
+        tracker.set_configured("static", task_ids[::2])
+        tracker.record_api(False)
+        assert watched.snapshots[0]() is not None, "the scrape ended before the changes"
+        chunks = []
+        while size := int(stream.readline(), 16):
+            chunks.append(stream.read(size))
+            assert stream.read(2) == b"\r\n"
+    body = b"".join(chunks)
+    if headers:
+        body = gzip.decompress(body)
+    ours = body.decode().partition("# HELP zego_digital_human_api_request")[0]
+    assert len(ours) > 1_000_000 and before.startswith(ours)
+    assert "moved_" not in ours and "late change" not in ours
+    assert "moved_" in render(registry).decode()  # the next scrape sees the changes
+
+
 @contextmanager
 def small_window_connection(port: int) -> Iterator[socket.socket]:
     """A client socket with a tiny receive buffer, so that a server sending megabytes blocks

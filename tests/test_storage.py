@@ -8,11 +8,14 @@ kill -9); tests/test_durability.py kills a real `serve` process.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,8 +49,11 @@ class Run:
         self.store, self.saved = open_store(str(path), clock=clock)
         self.tracker = Tracker(policy or RefreshPolicy(), clock=clock, keep_changes=True)
         self.unfinished = self.tracker.restore(self.saved.tasks, self.saved.failures)
+        self.writes: list[bool] = []  # what the writer told its observer (the storage gauge)
         self.writer = StoreWriter(self.store, self.tracker.take_changes,
-                                  written=self.tracker.changes_written)
+                                  written=self.tracker.changes_written,
+                                  note_all_changed=self.tracker.note_all_changed,
+                                  observe=self.writes.append)
 
     def flush(self) -> int:
         return self.writer.flush()
@@ -359,6 +365,7 @@ def test_a_failed_write_is_kept_and_written_with_later_changes(
         return write(changes)
 
     run.store.write = flaky  # type: ignore[method-assign]
+    assert run.flush() == 0 and run.writes == []  # nothing to write: nothing to tell
     run.tracker.set_configured("static", ["a", "b"])
     drain(run.tracker)
     run.tracker.record_lookup(status("a", 1, "r", "s"))
@@ -371,10 +378,93 @@ def test_a_failed_write_is_kept_and_written_with_later_changes(
         failing[0] = False
         assert run.flush() == 3  # both tasks and the count, as they are now
         assert any("work again" in r.getMessage() for r in caplog.records)
+    # What zego_digital_human_storage_last_write_successful shows, a sign besides the log.
+    assert run.flush() == 0 and run.writes == [False, False, True]
     saved = Run(db, clock).saved
     assert {t.view.task_id: t.view.state for t in saved.tasks} == {
         "a": "init_failed", "b": "unknown"}
     assert saved.failures == {("r", "s"): 1}
+
+
+def test_a_real_full_disk_is_survived_and_everything_written_once_there_is_room(
+        tmp_path: Path) -> None:
+    """Not an exception raised by hand: SQLite's own I/O error in WAL mode, from a file size
+    limit (RLIMIT_FSIZE) in a process of its own, then lifted."""
+    program = """if True:
+        import os, resource, sys
+        from tests.support.clock import FakeClock
+        from tests.support.tracking import T0, drain, status
+        from zego_exporter.storage import StoreWriter, open_store
+        from zego_exporter.tracker import Tracker
+        path, clock = sys.argv[1], FakeClock(T0)
+        store, _ = open_store(path, clock=clock)
+        tracker = Tracker(clock=clock, keep_changes=True)
+        writes = []
+        writer = StoreWriter(store, tracker.take_changes, written=tracker.changes_written,
+                             observe=writes.append)
+        task_ids = [f"task-{n:04d}" for n in range(2000)]
+        tracker.set_configured("static", task_ids)
+        drain(tracker)
+        writer.flush()
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # No file may grow past the -wal's size now, plus a page: the next batch cannot fit.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path + "-wal") + 4096, hard))
+        for n, task_id in enumerate(task_ids):
+            tracker.record_lookup(status(task_id, 2, f"room-{n % 7}", "s", "x" * 200))
+        assert writer.flush() == 0 and writer.flush() == 0, "the file was not full"
+        assert sum(tracker.snapshot().failures.values()) == 0  # not written: not shown
+        resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+        assert writer.flush() == 2007
+        assert sum(tracker.snapshot().failures.values()) == 2000
+        assert writes == [True, False, False, True], writes
+        print("ok", flush=True)
+        """
+    db = tmp_path / "zego-exporter.db"
+    run = subprocess.run([sys.executable, "-c", program, str(db)], capture_output=True,
+                         text=True, timeout=120, check=False, cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0 and run.stdout == "ok\n", run.stderr[-2000:]
+    assert "cannot write the storage file" in run.stderr
+    saved = Run(db, FakeClock(T0)).saved
+    assert [task.view.state for task in saved.tasks] == ["init_failed"] * 2000
+    assert sum(saved.failures.values()) == 2000
+
+
+def replace_with_another_file(path: Path) -> None:
+    other = path.with_name("other.db")
+    sqlite3.connect(other).close()
+    os.replace(other, path)
+
+
+def delete_with_its_log(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (path.parent / (path.name + suffix)).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("spoil", [delete_with_its_log, replace_with_another_file,
+                                   lambda path: path.unlink()])
+def test_a_file_deleted_or_replaced_while_running_is_started_anew_with_everything_known(
+        db: Path, caplog: pytest.LogCaptureFixture, spoil: Callable[[Path], None]) -> None:
+    """SQLite would go on writing into the deleted file, and the next run would know nothing."""
+    clock = FakeClock(T0)
+    run = a_run_that_saw_everything(db, clock)
+    run.flush()
+    before = run.tracker.snapshot()
+    spoil(db)
+    with caplog.at_level(logging.INFO, STORAGE_LOGGER):
+        assert run.flush() > 0  # nothing changed since, and yet everything is written
+        run.tracker.record_lookup(status("init", 3, "r1", "s1"))
+        run.flush()
+        run.flush()
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "deleted or replaced while the exporter ran" in error.getMessage()
+    assert "stop the exporter before removing or replacing its file" in error.getMessage()
+    assert run.writes == [True, True, True]
+    run.crash()
+    after = Run(db, clock)
+    assert {task.view.task_id: task.view.state for task in after.saved.tasks} == {
+        **{view.task_id: view.state for view in before.tasks}, "init": "streaming"}
+    assert after.saved.failures == {pair: count for pair, count in before.failures.items()
+                                    if count}
 
 
 def test_stopping_the_writer_writes_what_is_left_and_closes_the_file(db: Path) -> None:
@@ -532,10 +622,11 @@ def test_a_second_exporter_on_the_same_file_is_refused_until_the_first_is_gone(
         second = Exporter(ExporterConfig(  # serves all the same, what it learns is not kept
             app_id=1234567890, server_secret=Secret("0" * 32), api_url="http://127.0.0.1:9",
             task_ids=("t",), discovery=False, listen_address="127.0.0.1:0",
-            storage_path=str(db)))
+            storage_path=str(db), max_scrape_wait=0.0))
         second.start()
         try:
             assert second.tracker.view("t") is not None
+            assert storage_gauge(second) == 0.0  # a sign besides the log
         finally:
             second.stop()
         (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -545,6 +636,46 @@ def test_a_second_exporter_on_the_same_file_is_refused_until_the_first_is_gone(
         holder.kill()  # as kill -9: the kernel lets go of the lock
         holder.wait(timeout=10)
     assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # then it is ours, nothing moved aside
+
+
+def storage_gauge(exporter: Exporter) -> float | None:
+    """zego_digital_human_storage_last_write_successful as a scrape shows it."""
+    body = b"".join(exporter.render_metrics("", None)[0]).decode()
+    for line in body.splitlines():
+        if line.startswith("zego_digital_human_storage_last_write_successful "):
+            return float(line.split()[1])
+    return None
+
+
+def test_the_storage_gauge_is_there_only_with_a_storage_path(db: Path) -> None:
+    def exporter(storage_path: str | None) -> Exporter:
+        return Exporter(ExporterConfig(
+            app_id=1234567890, server_secret=Secret("0" * 32), api_url="http://127.0.0.1:9",
+            discovery=False, listen_address="127.0.0.1:0", storage_path=storage_path,
+            max_scrape_wait=0.0))
+
+    with_storage, without = exporter(str(db)), exporter(None)
+    try:
+        assert storage_gauge(with_storage) == 1.0
+        assert storage_gauge(without) is None
+    finally:
+        for each in (with_storage, without):
+            if each.writer is not None:
+                each.writer.stop()
+            each.client.close()
+
+
+def test_a_file_system_without_locks_is_not_taken_for_another_exporter(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_locks(fd: int, cmd: int, *args: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with pytest.raises(StorageError) as refused:
+        open_store(str(db), clock=FakeClock(T0))
+    assert str(refused.value) == (
+        f"cannot lock {db}.lock (No locks available): the file system of --storage.path does "
+        "not support file locks; put the file on a local disk or volume")
 
 
 def test_closing_the_store_lets_go_of_the_file(db: Path) -> None:
@@ -585,3 +716,26 @@ def test_a_directory_the_user_cannot_write_to_is_a_problem(tmp_path: Path) -> No
     assert problem is not None
     assert f"cannot create files in {directory} (Permission denied)" in problem
     assert "make it writable" in problem
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", ".lock"])
+def test_a_file_the_user_cannot_write_is_a_problem(
+        db: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """SQLite would open it read-only without a word, and every write would fail."""
+    saved_file(db, 3)
+    spoilt = db.parent / (db.name + suffix)
+    spoilt.touch()
+    spoilt.chmod(0o444)
+    if os.geteuid() == 0:  # permission bits do not stop root: refuse as the kernel would
+        real_open = os.open
+
+        def refusing(name: str, flags: int, *args: int) -> int:
+            if name == str(spoilt) and flags & os.O_RDWR:
+                raise PermissionError(13, "Permission denied", name)
+            return real_open(name, flags, *args)
+
+        monkeypatch.setattr(os, "open", refusing)
+    problem = path_problem(str(db))
+    assert problem == (f"--storage.path {db}: cannot write {spoilt} (Permission denied): give "
+                       f"it to this user (uid {os.getuid()}), e.g. chown, or choose another path")
+

@@ -108,7 +108,11 @@ class Exporter:
                 log.info("storage: nothing saved yet; keeping what this run learns",
                          extra={"path": store.path})
             self.writer = StoreWriter(store, self.tracker.take_changes,
-                                      written=self.tracker.changes_written)
+                                      written=self.tracker.changes_written,
+                                      note_all_changed=self.tracker.note_all_changed,
+                                      observe=self.instruments.storage_written)
+        if config.storage_path:
+            self.instruments.enable_storage(opened is not None)
         self.limiters = {action: SlidingWindowLimiter(config.qps, backoff_cap=config.backoff_cap)
                          for action in ACTIONS}
         self.refresher = Refresher(

@@ -1,5 +1,5 @@
 """Direct instrumentation of the exporter's own activity: API calls, unreadable entries of the
-running-task list, callbacks received, web config reads.
+running-task list, callbacks received, web config reads, storage writes.
 
 These are live counters and a histogram (prometheus_client's own types), updated as calls
 happen; per-task values never live here (they come from the tracker via the collector).
@@ -67,7 +67,19 @@ class Instruments:
             "come. Set live.",
             registry=None,
         )
+        # Not in the contract's table: with --storage.path, the one sign besides the log that
+        # what the exporter learns is not being kept.
+        self.storage_ok = Gauge(
+            "zego_digital_human_storage_last_write_successful",
+            "1 if the last write of the storage file (--storage.path) worked, 0 while writes "
+            "fail (a full disk, an I/O error) or when no file could be opened at start (another "
+            "exporter has it): what is learned meanwhile would not survive a restart, and "
+            "failures_total holds back new failures until they are written. Written at most "
+            "every half second, when something changed. Set live.",
+            registry=None,
+        )
         self._web_config = False
+        self._storage = False
         for action in ACTIONS:
             self.api_duration.labels(action)
             for outcome in ALERTED_OUTCOMES:
@@ -83,10 +95,18 @@ class Instruments:
         """Export the web config gauge: only with --web.config.file, before register()."""
         self._web_config = True
 
+    def enable_storage(self, opened: bool) -> None:
+        """Export the storage gauge: only with --storage.path, before register(); `opened`:
+        whether a file could be opened."""
+        self._storage = True
+        self.storage_written(opened)
+
     def register(self, registry: CollectorRegistry) -> None:
         metrics = [self.api_requests, self.api_duration, self.skipped_entries, self.callbacks]
         if self._web_config:
             metrics.append(self.web_config_valid)
+        if self._storage:
+            metrics.append(self.storage_ok)
         for metric in metrics:
             registry.register(metric)
 
@@ -105,3 +125,7 @@ class Instruments:
     def web_config_read(self, valid: bool) -> None:
         """The web config watcher's observer: the file was just read, valid or not."""
         self.web_config_valid.set(1 if valid else 0)
+
+    def storage_written(self, ok: bool) -> None:
+        """The storage writer's observer: a write of the file just worked, or failed."""
+        self.storage_ok.set(1 if ok else 0)

@@ -14,6 +14,7 @@ gives back `SavedTask`s.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import math
@@ -102,7 +103,10 @@ def path_problem(path: str) -> str | None:
     """Why `path` can never hold the storage file, in one line with the fix; None if it can.
 
     The file itself may be missing or unusable (it is then created, or moved aside); its
-    directory must exist and take new files, for the file and SQLite's -wal and -shm beside it.
+    directory must exist and take new files, for the file and SQLite's -wal and -shm beside it,
+    and those that exist (with the lock) must be writable for this user. Call it before any
+    store of `path` is open in this process: closing a descriptor of the lock file would let go
+    of the lock.
     """
     flag = f"--storage.path {path}"
     if os.path.isdir(path):
@@ -121,6 +125,16 @@ def path_problem(path: str) -> str | None:
     except OSError as exc:
         return (f"{flag}: cannot create files in {directory} ({exc.strerror or exc}): make it "
                 f"writable for this user (uid {os.getuid()}), or choose another directory")
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}.lock"):
+        # SQLite opens a file it cannot write read-only, without a word: every write would
+        # fail. A volume whose files another user (an older image's uid) created does this.
+        try:
+            os.close(os.open(name, os.O_RDWR | os.O_CLOEXEC))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return (f"{flag}: cannot write {name} ({exc.strerror or exc}): give it to this "
+                    f"user (uid {os.getuid()}), e.g. chown, or choose another path")
     return None
 
 
@@ -132,6 +146,28 @@ class Store:
         self._db = connection
         self._owner = owner  # the lock file's descriptor: see _take_ownership
         self._lock = threading.Lock()
+        self._identity = _identity(path)
+
+    def replaced(self) -> bool:
+        """Whether `path` no longer names the file this store writes (deleted, or another put
+        in its place): SQLite would go on writing to the old one, which no restart reads."""
+        try:
+            return _identity(self.path) != self._identity
+        except FileNotFoundError:
+            return True
+        except OSError:  # the directory cannot be read: a write will tell what is wrong
+            return False
+
+    def reopen(self, clock: Callable[[], float] = time.time,
+               busy_timeout: float = BUSY_TIMEOUT) -> None:
+        """Start over at `path` (see `replaced`), keeping this process's lock: a new file, or
+        the one now there (unusable ones moved aside, as at start). What the new file holds is
+        not read back. Raises StorageError; the store can then not be written until this is
+        called again and works."""
+        with self._lock:
+            self._db.close()
+            store, _ = _open_owned(self.path, busy_timeout, clock, self._owner)
+            self._db, self._identity = store._db, store._identity
 
     def write(self, changes: Changes) -> int:
         """Apply `changes` in one transaction; returns the rows written or deleted. Raises
@@ -173,23 +209,29 @@ def open_store(path: str, *, clock: Callable[[], float] = time.time,
     """
     owner = _take_ownership(path)
     try:
-        try:
-            return _open(path, busy_timeout, clock, owner)
-        except _Unusable as exc:
-            try:
-                moved_to = _move_aside(path, exc.kind, clock())
-            except OSError as error:
-                raise StorageError(f"storage file {path} cannot be used ({exc}) nor moved "
-                                   f"aside ({error.strerror or error})") from None
-            log.warning("storage file cannot be used: moved aside, starting with nothing known",
-                        extra={"path": path, "problem": str(exc), "moved_to": moved_to})
-        try:
-            return _open(path, busy_timeout, clock, owner)
-        except _Unusable as exc:  # a file just created: the disk or the file system is at fault
-            raise StorageError(f"cannot create the storage file {path}: {exc}") from None
+        return _open_owned(path, busy_timeout, clock, owner)
     except BaseException:
         os.close(owner)
         raise
+
+
+def _open_owned(path: str, busy_timeout: float, clock: Callable[[], float],
+                owner: int) -> tuple[Store, Saved]:
+    """open_store, once `owner` holds the lock."""
+    try:
+        return _open(path, busy_timeout, clock, owner)
+    except _Unusable as exc:
+        try:
+            moved_to = _move_aside(path, exc.kind, clock())
+        except OSError as error:
+            raise StorageError(f"storage file {path} cannot be used ({exc}) nor moved "
+                               f"aside ({error.strerror or error})") from None
+        log.warning("storage file cannot be used: moved aside, starting with nothing known",
+                    extra={"path": path, "problem": str(exc), "moved_to": moved_to})
+    try:
+        return _open(path, busy_timeout, clock, owner)
+    except _Unusable as exc:  # a file just created: the disk or the file system is at fault
+        raise StorageError(f"cannot create the storage file {path}: {exc}") from None
 
 
 def _take_ownership(path: str) -> int:
@@ -206,7 +248,12 @@ def _take_ownership(path: str) -> int:
                            "make its directory writable for this user") from None
     try:
         fcntl.lockf(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
+        if error.errno not in (errno.EAGAIN, errno.EACCES):  # no locks here (ENOLCK...)
+            os.close(owner)
+            raise StorageError(f"cannot lock {name} ({error.strerror or error}): the file "
+                               "system of --storage.path does not support file locks; put the "
+                               "file on a local disk or volume") from None
         holder = os.pread(owner, 32, 0).decode("ascii", "replace").strip()
         os.close(owner)
         by = f" (pid {holder})" if holder.isdigit() else ""
@@ -261,6 +308,11 @@ def _open(path: str, busy_timeout: float, clock: Callable[[], float],
                                f"({exc}): give each exporter a file of its own") from None
         raise _Unusable(_reason(exc)) from None
     return Store(path, db, owner), saved
+
+
+def _identity(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def _create(db: sqlite3.Connection) -> None:
@@ -385,16 +437,22 @@ class StoreWriter:
     of each batch once it is committed. Tests call `flush` by hand instead of starting the
     thread. A batch that fails to write is kept (merged with later changes, the newer state
     winning) and tried again at the next turn; the problem is logged when it starts, then at
-    most every REPORT_EVERY seconds.
+    most every REPORT_EVERY seconds. `observe` is told whether each write worked. A file
+    deleted or replaced while the exporter runs is started anew at each turn's start, with
+    everything the tracker knows (`note_all_changed`, Tracker.note_all_changed).
     """
 
     def __init__(self, store: Store, take_changes: Callable[[], Changes], *,
                  written: Callable[[Changes], None] = lambda _: None,
+                 note_all_changed: Callable[[], None] = lambda: None,
+                 observe: Callable[[bool], None] = lambda _: None,
                  interval: float = WRITE_INTERVAL,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._take_changes = take_changes
         self._written = written
+        self._note_all_changed = note_all_changed
+        self._observe = observe
         self._interval = interval
         self._mono = monotonic
         self._pending = Changes()
@@ -409,9 +467,12 @@ class StoreWriter:
         written (0 when nothing changed or the write failed)."""
         with self._flush_lock:
             changes = _merged(self._pending, self._take_changes())
-            if not changes:
-                return 0
             try:
+                if self.store.replaced():
+                    self._start_over()
+                    changes = _merged(changes, self._take_changes())
+                if not changes:
+                    return 0
                 rows = self.store.write(changes)
             except Exception as exc:  # disk full, I/O error...: keep it for the next turn
                 self._pending = changes
@@ -419,6 +480,7 @@ class StoreWriter:
                 return 0
             self._pending = Changes()
             self._written(changes)
+            self._observe(True)
             if self._failing_since is not None:
                 log.info("storage writes work again", extra={
                     "path": self.store.path,
@@ -445,7 +507,18 @@ class StoreWriter:
             except Exception:  # the writer must outlive any surprise
                 log.exception("storage writer failed; will try again")
 
+    def _start_over(self) -> None:
+        """The file was deleted or replaced: without this, every later write would go to a
+        file no restart reads, and the next run would start with nothing known."""
+        if self._failing_since is None:  # not again at every turn while reopening fails
+            log.error("storage file was deleted or replaced while the exporter ran: starting "
+                      "it anew with everything this run knows; stop the exporter before "
+                      "removing or replacing its file", extra={"path": self.store.path})
+        self.store.reopen()
+        self._note_all_changed()
+
     def _failed(self, exc: Exception) -> None:
+        self._observe(False)
         now = self._mono()
         if self._failing_since is None:
             self._failing_since = now

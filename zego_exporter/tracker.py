@@ -515,6 +515,15 @@ class Tracker:
             saved[0], _SOURCES_OF_BITS[saved[1]], *saved[2:]) for task_id, saved in taken}
         return Changes(tasks, failures)
 
+    def note_all_changed(self) -> None:
+        """Note every task and failure count as changed: the storage file was started anew and
+        must be given everything."""
+        with self._lock:
+            if self._changed_tasks is None:
+                return
+            self._changed_tasks.update(self._entries)
+            self._changed_pairs.update(self._failures)
+
     def changes_written(self, changes: Changes) -> None:
         """Storage has committed `changes`: the failure counts in them may be shown now."""
         with self._lock:
