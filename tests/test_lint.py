@@ -32,6 +32,7 @@ from tests.support.lint_rules import (
     load_dashboard,
     output_labels,
     parse,
+    regexp_problem,
     rule_comments,
     walk,
 )
@@ -118,10 +119,14 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
     ("template-datasource-rule", "no datasource variable", drop_variable("datasource")),
     ("template-datasource-rule", "datasource variable renamed",
      set_variable("datasource", "name", "ds")),
+    ("template-datasource-rule", "datasource variable labelled otherwise",
+     set_variable("datasource", "label", "Prometheus")),
     ("template-job-rule", "job single-select", set_variable("job", "multi", False)),
     ("template-job-rule", "job All = .+ (pulls in every target's up)",
      set_variable("job", "allValue", ".+")),
     ("template-job-rule", "no job variable", drop_variable("job")),
+    ("template-job-rule", "job labelled otherwise", set_variable("job", "label", "Scrape job")),
+    ("template-job-rule", "job a custom list", set_variable("job", "type", "custom")),
     ("template-instance-rule", "instance All = .*", set_variable("instance", "allValue", ".*")),
     ("template-instance-rule", "instance on a fixed datasource",
      set_variable("instance", "datasource", {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"})),
@@ -170,6 +175,9 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
      edit_query("Streaming", 'state="streaming"', 'state=~"streaming"')),
     ("promql/regexp", "redundant anchors",
      edit_query("Rate-limited calls in range", 'code="400010009"', 'code=~"^400010009$"')),
+    ("promql/regexp", "wildcard that selects every value",
+     edit_query("Tracked tasks by source", 'instance=~"$instance"',
+                'instance=~"$instance", source=~".*"')),
 ]
 
 
@@ -251,6 +259,10 @@ ALERT_CASES: list[tuple[str, str, AlertEdit]] = [
      edit_expr("TaskInitFailed", 'state="init_failed"', 'state=~"init_failed"')),
     ("promql/regexp", "redundant anchors",
      edit_expr("ApiSignatureRejected", '"100000004|100000005"', '"^(100000004|100000005)$"')),
+    ("promql/regexp", "wildcard that selects every value",
+     edit_expr("ApiDown", "zego_digital_human_up ==", 'zego_digital_human_up{instance=~".*"} ==')),
+    ("promql/regexp", "negative wildcard",
+     edit_expr("ApiDown", "zego_digital_human_up ==", 'zego_digital_human_up{instance!~".+"} ==')),
     ("promql/counter", "failures read raw instead of increase()",
      edit_expr("RoomInitFailuresRepeated", f"floor(increase({ROOM_FAILURES}[1h]))",
                ROOM_FAILURES)),
@@ -420,6 +432,27 @@ def test_first_sight_term_is_only_that_shape(expr: str, allowed: bool) -> None:
     assert len(selectors) == 2
     for found, path in selectors:
         assert first_sight_term(path, found) is allowed, found
+
+
+@pytest.mark.parametrize(("selector", "problem"), [
+    ('x{a=~"b"}', "static string"),
+    ('x{a!~"b\\\\.c"}', "static string"),
+    ('x{a=~"^b|c"}', "anchors"),
+    ('x{a=~".*"}', "wildcard"),
+    ('x{a=~".*.*"}', "wildcard"),
+    ('x{a!~".*"}', "negative wildcard"),
+    ('x{a!~".+"}', "negative wildcard"),
+    ('x{a=~".+"}', None),  # the label is set: narrows
+    ('x{a=~"b.*"}', None),
+    ('x{a=~"b|c"}', None),
+    ('x{a=~"$a"}', None),  # Grafana fills a regexp in
+])
+def test_regexp_problems_follow_pint(selector: str, problem: str | None) -> None:
+    node = parse(selector)
+    assert isinstance(node, promql.VectorSelector)
+    (matcher,) = [m for m in node.matchers.matchers if m.name == "a"]
+    found = regexp_problem(matcher)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
 
 
 def test_rule_comments_are_the_lines_right_above_each_alert() -> None:

@@ -747,6 +747,8 @@ def uneditable(dashboard: Json) -> Problems:
 # --- pint, for both ------------------------------------------------------------------------
 
 _REGEXP_SYNTAX = re.compile(r"[.^$*+?()\[\]{}|\\]")
+# Regexps made of nothing but `.*` and `.+`: pint's "unnecessary wildcard regexp".
+_WILDCARD = re.compile(r"(?:\.[*+])+")
 
 
 def regexp_problem(matcher: promql.Matcher) -> str | None:
@@ -760,6 +762,13 @@ def regexp_problem(matcher: promql.Matcher) -> str | None:
     if value.startswith("^") or (value.endswith("$") and not value.endswith("\\$")):
         return (f"redundant regexp anchors in {matcher}: Prometheus anchors regexp matchers "
                 "itself")
+    if _WILDCARD.fullmatch(value) and (not positive or ".+" not in value):
+        # `=~".*"` matches every value (and series without the label), `!~".*"` none, and
+        # `!~".+"` is `=""`; only `=~".+"` (the label is set) narrows anything.
+        if positive:
+            return f"unnecessary wildcard regexp {matcher}: drop the matcher"
+        return (f'unnecessary negative wildcard regexp {matcher}, use {matcher.name}="" to '
+                "select series without the label")
     unescaped = re.sub(r"\\(.)", "", value)
     if not _REGEXP_SYNTAX.search(unescaped):
         literal = re.sub(r"\\(.)", r"\1", value)
@@ -771,8 +780,9 @@ def regexp_problem(matcher: promql.Matcher) -> str | None:
 @dashboard_rule("promql/regexp")
 def dashboard_regexp(dashboard: Json) -> Problems:
     """pint promql/regexp (internal/checks/promql_regexp.go), on the dashboard's queries: a
-    regexp matcher on a fixed string should be an equality (regexps cost more), and anchors
-    are redundant (Prometheus anchors regexps). Values with Grafana variables are regexps
+    regexp matcher on a fixed string should be an equality (regexps cost more), a wildcard
+    (`=~".*"`, `!~".+"`) selects nothing it would not without it, and anchors are redundant
+    (Prometheus anchors regexps). Values with Grafana variables are regexps
     by design and left alone."""
     for panel, _, node in targets(dashboard):
         for selector in selectors(node) if node is not None else []:
@@ -798,7 +808,8 @@ def alert_syntax(files: AlertFiles) -> Problems:
 @alert_rule("promql/regexp")
 def alert_regexp(files: AlertFiles) -> Problems:
     """pint promql/regexp (internal/checks/promql_regexp.go): no regexp matcher on a fixed
-    string, no redundant anchors."""
+    string, no wildcard that selects nothing less (`=~".*"`, `!~".+"`), no redundant
+    anchors."""
     for rule, node in alert_expressions(files):
         for selector in selectors(node):
             for matcher in matchers(selector):
