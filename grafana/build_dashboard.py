@@ -482,7 +482,8 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
             "UP when the exporter's latest call to the ZEGO API got a usable answer. DOWN on "
             "timeouts, connection or HTTP errors, invalid bodies, rejected signatures or "
             "credentials (codes 1000000xx) and ZEGO system errors (400010000): the exporter "
-            "log names the cause.",
+            "log names the cause. No data until the exporter's first API call (discovery off "
+            "and nothing to look up yet, e.g. fed by callbacks only).",
             Query(sel("zego_digital_human_up", EXPORTER), "{{instance}}"),
             mappings=UP_DOWN, thresholds=steps(("red", None), ("green", 1)), graph=False,
             panel_id=9,
