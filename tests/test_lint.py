@@ -35,6 +35,7 @@ from tests.support.lint_rules import (
     regexp_problem,
     rule_comments,
     walk,
+    window_span_term,
 )
 
 Json = dict[str, Any]
@@ -168,6 +169,12 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
                 "$__rate_interval)",
                 'zego_digital_human_task_failures_total{job=~"$job", instance=~"$instance", '
                 'room_id=~"$room_id"} offset $__rate_interval')),
+    ("target-counter-agg-rule", "the rise over the whole range, not the step's window",
+     edit_query("Init failures by room and stream",
+                "min_over_time(zego_digital_human_task_failures_total{job=~\"$job\", "
+                'instance=~"$instance", room_id=~"$room_id"}[$__rate_interval])',
+                "min_over_time(zego_digital_human_task_failures_total{job=~\"$job\", "
+                'instance=~"$instance", room_id=~"$room_id"}[$__range])')),
     ("target-counter-agg-rule", "api calls summed raw",
      edit_query("API requests by action and code", "rate(", "sum_over_time(")),
     ("uneditable-dashboard", "editable", set_editable),
@@ -272,6 +279,11 @@ ALERT_CASES: list[tuple[str, str, AlertEdit]] = [
     ("promql/counter", "first-sight term with a plain offset (old failures after a restart)",
      edit_expr("RoomInitFailuresRepeated", f"present_over_time({ROOM_FAILURES}[1h] offset 1h)",
                f"{ROOM_FAILURES} offset 1h")),
+    ("promql/counter", "the rise over two different windows",
+     edit_expr("RoomInitFailuresRepeated", f"min_over_time({ROOM_FAILURES}[1h])",
+               f"min_over_time({ROOM_FAILURES}[2h])")),
+    ("promql/counter", "the highest value in the hour instead of the rise",
+     edit_expr("RoomInitFailuresRepeated", f"- min_over_time({ROOM_FAILURES}[1h])", "- 0")),
     ("promql/counter", "api calls summed raw",
      edit_expr("ApiErrors", f"(sum without (action, code) ({RATE_ALL}) > 0)",
                "(sum without (action, code) (zego_digital_human_api_requests_total) > 0)")),
@@ -453,6 +465,26 @@ def test_regexp_problems_follow_pint(selector: str, problem: str | None) -> None
     (matcher,) = [m for m in node.matchers.matchers if m.name == "a"]
     found = regexp_problem(matcher)
     assert (found is None) if problem is None else (found is not None and problem in found), found
+
+
+@pytest.mark.parametrize(("expr", "allowed"), [
+    ("max_over_time(c_total[1h]) - min_over_time(c_total[1h])", True),
+    ('(max_over_time(c_total{a="b"}[5m])) - (min_over_time(c_total{a="b"}[5m]))', True),
+    ("min_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    ("max_over_time(c_total[1h]) + min_over_time(c_total[1h])", False),
+    ("max_over_time(c_total[1h]) - min_over_time(c_total[2h])", False),
+    ("max_over_time(c_total[1h]) - min_over_time(c_total[1h] offset 1h)", False),
+    ('max_over_time(c_total[1h]) - min_over_time(c_total{a="b"}[1h])', False),
+    ("max_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    ("sum_over_time(c_total[1h]) - min_over_time(c_total[1h])", False),
+])
+def test_window_span_term_is_only_that_shape(expr: str, allowed: bool) -> None:
+    node = parse(expr)
+    selectors = [(found, path) for found, path in walk(node)
+                 if isinstance(found, promql.VectorSelector)]
+    assert len(selectors) == 2
+    for found, path in selectors:
+        assert window_span_term(path, found) is allowed, found
 
 
 def test_rule_comments_are_the_lines_right_above_each_alert() -> None:
