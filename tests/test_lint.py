@@ -23,6 +23,7 @@ from tests.support.lint_rules import (
     DASHBOARD_RULES,
     GRAFANA_BASE,
     AlertFiles,
+    NodePath,
     expand_variables,
     first_sight_term,
     iter_panels,
@@ -424,26 +425,42 @@ def test_output_labels_follow_the_engine(expr: str, labels: set[str] | None) -> 
     assert (None if result is None else set(result)) == labels
 
 
-@pytest.mark.parametrize(("expr", "allowed"), [
-    ("c_total unless present_over_time(c_total[1h] offset 1h)", True),
-    ('c_total{a="b"} unless present_over_time(c_total{a="b"}[30m] offset 30m)', True),
+FIRST_SIGHT = first_sight_term
+WINDOW_SPAN = window_span_term
+
+
+@pytest.mark.parametrize(("term", "expr", "allowed"), [
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[1h] offset 1h)", True),
+    (FIRST_SIGHT, 'c_total{a="b"} unless present_over_time(c_total{a="b"}[30m] offset 30m)', True),
     # A plain offset also drops every series that merely had a scrape gap (stale markers)
     # one window ago: after an exporter restart, old failures would count again.
-    ("c_total unless c_total offset 1h", False),
-    ("c_total unless present_over_time(c_total[1h])", False),
-    ("c_total unless present_over_time(c_total[5m] offset 1h)", False),
-    ("c_total offset 1h unless present_over_time(c_total[1h] offset 1h)", False),
-    ('c_total unless present_over_time(c_total{a="b"}[1h] offset 1h)', False),
-    ("c_total unless count_over_time(c_total[1h] offset 1h)", False),
-    ("c_total and present_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, "c_total unless c_total offset 1h", False),
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[1h])", False),
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[5m] offset 1h)", False),
+    (FIRST_SIGHT, "c_total offset 1h unless present_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, 'c_total unless present_over_time(c_total{a="b"}[1h] offset 1h)', False),
+    (FIRST_SIGHT, "c_total unless count_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, "c_total and present_over_time(c_total[1h] offset 1h)", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[1h])", True),
+    (WINDOW_SPAN, '(max_over_time(c_total{a="b"}[5m])) - (min_over_time(c_total{a="b"}[5m]))',
+     True),
+    (WINDOW_SPAN, "min_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) + min_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[2h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[1h] offset 1h)", False),
+    (WINDOW_SPAN, 'max_over_time(c_total[1h]) - min_over_time(c_total{a="b"}[1h])', False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "sum_over_time(c_total[1h]) - min_over_time(c_total[1h])", False),
 ])
-def test_first_sight_term_is_only_that_shape(expr: str, allowed: bool) -> None:
+def test_raw_counter_terms_are_only_their_shapes(
+    term: Callable[[NodePath, promql.Expr], bool], expr: str, allowed: bool
+) -> None:
     node = parse(expr)
     selectors = [(found, path) for found, path in walk(node)
                  if isinstance(found, promql.VectorSelector)]
     assert len(selectors) == 2
     for found, path in selectors:
-        assert first_sight_term(path, found) is allowed, found
+        assert term(path, found) is allowed, found
 
 
 @pytest.mark.parametrize(("selector", "problem"), [
@@ -465,26 +482,6 @@ def test_regexp_problems_follow_pint(selector: str, problem: str | None) -> None
     (matcher,) = [m for m in node.matchers.matchers if m.name == "a"]
     found = regexp_problem(matcher)
     assert (found is None) if problem is None else (found is not None and problem in found), found
-
-
-@pytest.mark.parametrize(("expr", "allowed"), [
-    ("max_over_time(c_total[1h]) - min_over_time(c_total[1h])", True),
-    ('(max_over_time(c_total{a="b"}[5m])) - (min_over_time(c_total{a="b"}[5m]))', True),
-    ("min_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
-    ("max_over_time(c_total[1h]) + min_over_time(c_total[1h])", False),
-    ("max_over_time(c_total[1h]) - min_over_time(c_total[2h])", False),
-    ("max_over_time(c_total[1h]) - min_over_time(c_total[1h] offset 1h)", False),
-    ('max_over_time(c_total[1h]) - min_over_time(c_total{a="b"}[1h])', False),
-    ("max_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
-    ("sum_over_time(c_total[1h]) - min_over_time(c_total[1h])", False),
-])
-def test_window_span_term_is_only_that_shape(expr: str, allowed: bool) -> None:
-    node = parse(expr)
-    selectors = [(found, path) for found, path in walk(node)
-                 if isinstance(found, promql.VectorSelector)]
-    assert len(selectors) == 2
-    for found, path in selectors:
-        assert window_span_term(path, found) is allowed, found
 
 
 def test_rule_comments_are_the_lines_right_above_each_alert() -> None:
