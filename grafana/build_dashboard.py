@@ -94,16 +94,18 @@ def failures_in(window: str, by: str) -> str:
     at 1 with no earlier sample, so series that had no sample in the window before count at
     their value (the one raw read of the counter, allowed by name in
     tests/support/lint_rules.py); a scrape gap such as an exporter restart leaves samples there,
-    so it adds nothing. increase()
-    scales what it saw up to the window's edges (two failures read 2.008); floor() takes that
-    back to the failures it saw.
+    so it adds nothing. increase() scales what it saw up to the window's edges (two failures
+    read 2.008); floor() takes that back to the failures it saw, capped by the series' rise
+    over the window's samples (max - min, never scaled), since the scaling grows with how much
+    of the window has no samples.
     """
     failures = sel("zego_digital_human_task_failures_total")
     grouping = f" by ({by})" if by else ""
+    rise = f"(max_over_time({failures}[{window}]) - min_over_time({failures}[{window}]))"
     return (
         f"sum{grouping} (\n  ({failures}\n  unless present_over_time({failures}[{window}] "
         f"offset {window}))\n"
-        f"  or\n  floor(increase({failures}[{window}]))\n)"
+        f"  or\n  (floor(increase({failures}[{window}])) <= {rise})\n  or\n  {rise}\n)"
     )
 
 
@@ -482,7 +484,8 @@ ROWS: tuple[tuple[str, int, tuple[Json, ...]], ...] = (
             "UP when the exporter's latest call to the ZEGO API got a usable answer. DOWN on "
             "timeouts, connection or HTTP errors, invalid bodies, rejected signatures or "
             "credentials (codes 1000000xx) and ZEGO system errors (400010000): the exporter "
-            "log names the cause.",
+            "log names the cause. No data until the exporter's first API call (discovery off "
+            "and nothing to look up yet, e.g. fed by callbacks only).",
             Query(sel("zego_digital_human_up", EXPORTER), "{{instance}}"),
             mappings=UP_DOWN, thresholds=steps(("red", None), ("green", 1)), graph=False,
             panel_id=9,

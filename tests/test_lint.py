@@ -23,6 +23,7 @@ from tests.support.lint_rules import (
     DASHBOARD_RULES,
     GRAFANA_BASE,
     AlertFiles,
+    NodePath,
     expand_variables,
     first_sight_term,
     iter_panels,
@@ -32,8 +33,10 @@ from tests.support.lint_rules import (
     load_dashboard,
     output_labels,
     parse,
+    regexp_problem,
     rule_comments,
     walk,
+    window_span_term,
 )
 
 Json = dict[str, Any]
@@ -118,10 +121,14 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
     ("template-datasource-rule", "no datasource variable", drop_variable("datasource")),
     ("template-datasource-rule", "datasource variable renamed",
      set_variable("datasource", "name", "ds")),
+    ("template-datasource-rule", "datasource variable labelled otherwise",
+     set_variable("datasource", "label", "Prometheus")),
     ("template-job-rule", "job single-select", set_variable("job", "multi", False)),
     ("template-job-rule", "job All = .+ (pulls in every target's up)",
      set_variable("job", "allValue", ".+")),
     ("template-job-rule", "no job variable", drop_variable("job")),
+    ("template-job-rule", "job labelled otherwise", set_variable("job", "label", "Scrape job")),
+    ("template-job-rule", "job a custom list", set_variable("job", "type", "custom")),
     ("template-instance-rule", "instance All = .*", set_variable("instance", "allValue", ".*")),
     ("template-instance-rule", "instance on a fixed datasource",
      set_variable("instance", "datasource", {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"})),
@@ -163,6 +170,12 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
                 "$__rate_interval)",
                 'zego_digital_human_task_failures_total{job=~"$job", instance=~"$instance", '
                 'room_id=~"$room_id"} offset $__rate_interval')),
+    ("target-counter-agg-rule", "the rise over the whole range, not the step's window",
+     edit_query("Init failures by room and stream",
+                "min_over_time(zego_digital_human_task_failures_total{job=~\"$job\", "
+                'instance=~"$instance", room_id=~"$room_id"}[$__rate_interval])',
+                "min_over_time(zego_digital_human_task_failures_total{job=~\"$job\", "
+                'instance=~"$instance", room_id=~"$room_id"}[$__range])')),
     ("target-counter-agg-rule", "api calls summed raw",
      edit_query("API requests by action and code", "rate(", "sum_over_time(")),
     ("uneditable-dashboard", "editable", set_editable),
@@ -170,6 +183,9 @@ DASHBOARD_CASES: list[tuple[str, str, DashboardEdit]] = [
      edit_query("Streaming", 'state="streaming"', 'state=~"streaming"')),
     ("promql/regexp", "redundant anchors",
      edit_query("Rate-limited calls in range", 'code="400010009"', 'code=~"^400010009$"')),
+    ("promql/regexp", "wildcard that selects every value",
+     edit_query("Tracked tasks by source", 'instance=~"$instance"',
+                'instance=~"$instance", source=~".*"')),
 ]
 
 
@@ -251,6 +267,10 @@ ALERT_CASES: list[tuple[str, str, AlertEdit]] = [
      edit_expr("TaskInitFailed", 'state="init_failed"', 'state=~"init_failed"')),
     ("promql/regexp", "redundant anchors",
      edit_expr("ApiSignatureRejected", '"100000004|100000005"', '"^(100000004|100000005)$"')),
+    ("promql/regexp", "wildcard that selects every value",
+     edit_expr("ApiDown", "zego_digital_human_up ==", 'zego_digital_human_up{instance=~".*"} ==')),
+    ("promql/regexp", "negative wildcard",
+     edit_expr("ApiDown", "zego_digital_human_up ==", 'zego_digital_human_up{instance!~".+"} ==')),
     ("promql/counter", "failures read raw instead of increase()",
      edit_expr("RoomInitFailuresRepeated", f"floor(increase({ROOM_FAILURES}[1h]))",
                ROOM_FAILURES)),
@@ -260,6 +280,11 @@ ALERT_CASES: list[tuple[str, str, AlertEdit]] = [
     ("promql/counter", "first-sight term with a plain offset (old failures after a restart)",
      edit_expr("RoomInitFailuresRepeated", f"present_over_time({ROOM_FAILURES}[1h] offset 1h)",
                f"{ROOM_FAILURES} offset 1h")),
+    ("promql/counter", "the rise over two different windows",
+     edit_expr("RoomInitFailuresRepeated", f"min_over_time({ROOM_FAILURES}[1h])",
+               f"min_over_time({ROOM_FAILURES}[2h])")),
+    ("promql/counter", "the highest value in the hour instead of the rise",
+     edit_expr("RoomInitFailuresRepeated", f"- min_over_time({ROOM_FAILURES}[1h])", "- 0")),
     ("promql/counter", "api calls summed raw",
      edit_expr("ApiErrors", f"(sum without (action, code) ({RATE_ALL}) > 0)",
                "(sum without (action, code) (zego_digital_human_api_requests_total) > 0)")),
@@ -400,26 +425,63 @@ def test_output_labels_follow_the_engine(expr: str, labels: set[str] | None) -> 
     assert (None if result is None else set(result)) == labels
 
 
-@pytest.mark.parametrize(("expr", "allowed"), [
-    ("c_total unless present_over_time(c_total[1h] offset 1h)", True),
-    ('c_total{a="b"} unless present_over_time(c_total{a="b"}[30m] offset 30m)', True),
+FIRST_SIGHT = first_sight_term
+WINDOW_SPAN = window_span_term
+
+
+@pytest.mark.parametrize(("term", "expr", "allowed"), [
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[1h] offset 1h)", True),
+    (FIRST_SIGHT, 'c_total{a="b"} unless present_over_time(c_total{a="b"}[30m] offset 30m)', True),
     # A plain offset also drops every series that merely had a scrape gap (stale markers)
     # one window ago: after an exporter restart, old failures would count again.
-    ("c_total unless c_total offset 1h", False),
-    ("c_total unless present_over_time(c_total[1h])", False),
-    ("c_total unless present_over_time(c_total[5m] offset 1h)", False),
-    ("c_total offset 1h unless present_over_time(c_total[1h] offset 1h)", False),
-    ('c_total unless present_over_time(c_total{a="b"}[1h] offset 1h)', False),
-    ("c_total unless count_over_time(c_total[1h] offset 1h)", False),
-    ("c_total and present_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, "c_total unless c_total offset 1h", False),
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[1h])", False),
+    (FIRST_SIGHT, "c_total unless present_over_time(c_total[5m] offset 1h)", False),
+    (FIRST_SIGHT, "c_total offset 1h unless present_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, 'c_total unless present_over_time(c_total{a="b"}[1h] offset 1h)', False),
+    (FIRST_SIGHT, "c_total unless count_over_time(c_total[1h] offset 1h)", False),
+    (FIRST_SIGHT, "c_total and present_over_time(c_total[1h] offset 1h)", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[1h])", True),
+    (WINDOW_SPAN, '(max_over_time(c_total{a="b"}[5m])) - (min_over_time(c_total{a="b"}[5m]))',
+     True),
+    (WINDOW_SPAN, "min_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) + min_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[2h])", False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - min_over_time(c_total[1h] offset 1h)", False),
+    (WINDOW_SPAN, 'max_over_time(c_total[1h]) - min_over_time(c_total{a="b"}[1h])', False),
+    (WINDOW_SPAN, "max_over_time(c_total[1h]) - max_over_time(c_total[1h])", False),
+    (WINDOW_SPAN, "sum_over_time(c_total[1h]) - min_over_time(c_total[1h])", False),
 ])
-def test_first_sight_term_is_only_that_shape(expr: str, allowed: bool) -> None:
+def test_raw_counter_terms_are_only_their_shapes(
+    term: Callable[[NodePath, promql.Expr], bool], expr: str, allowed: bool
+) -> None:
     node = parse(expr)
     selectors = [(found, path) for found, path in walk(node)
                  if isinstance(found, promql.VectorSelector)]
     assert len(selectors) == 2
     for found, path in selectors:
-        assert first_sight_term(path, found) is allowed, found
+        assert term(path, found) is allowed, found
+
+
+@pytest.mark.parametrize(("selector", "problem"), [
+    ('x{a=~"b"}', "static string"),
+    ('x{a!~"b\\\\.c"}', "static string"),
+    ('x{a=~"^b|c"}', "anchors"),
+    ('x{a=~".*"}', "wildcard"),
+    ('x{a=~".*.*"}', "wildcard"),
+    ('x{a!~".*"}', "negative wildcard"),
+    ('x{a!~".+"}', "negative wildcard"),
+    ('x{a=~".+"}', None),  # the label is set: narrows
+    ('x{a=~"b.*"}', None),
+    ('x{a=~"b|c"}', None),
+    ('x{a=~"$a"}', None),  # Grafana fills a regexp in
+])
+def test_regexp_problems_follow_pint(selector: str, problem: str | None) -> None:
+    node = parse(selector)
+    assert isinstance(node, promql.VectorSelector)
+    (matcher,) = [m for m in node.matchers.matchers if m.name == "a"]
+    found = regexp_problem(matcher)
+    assert (found is None) if problem is None else (found is not None and problem in found), found
 
 
 def test_rule_comments_are_the_lines_right_above_each_alert() -> None:

@@ -171,6 +171,42 @@ def first_sight_term(path: NodePath, node: Node) -> bool:
     return shape and node in (lhs, earlier) and path[-1][0] in (term, window)
 
 
+def window_span_term(path: NodePath, node: Node) -> bool:
+    """Whether `node` is a selector of `max_over_time(c[w]) - min_over_time(c[w])`, the other
+    raw read of a counter here: the counter's rise over the window's samples, never
+    extrapolated.
+
+    increase() scales the rise it saw up to the window's edges, by as much as the window is
+    longer than the span of its samples: over a series with samples at the end of the window
+    only (it came back after a gap), two failures read 3 or more. Between two resets the
+    samples only rise, so this span is exactly the failures seen, and the minimum of the two
+    is (prometheus/alerts.yml, ZegoDigitalHumanRoomInitFailuresRepeated). Both sides must
+    read the same selector over the same window; any other shape is not this term.
+    """
+    if len(path) < 3 or not isinstance(node, promql.VectorSelector):
+        return False
+    above = len(path) - 3
+    while above > 0 and isinstance(path[above][0], promql.ParenExpr):
+        above -= 1
+    term = path[above][0]
+    if not (isinstance(term, promql.BinaryExpr) and op(term) == "-"):
+        return False
+    lhs, rhs = unparen(term.lhs), unparen(term.rhs)
+    if not (is_call(lhs, "max_over_time") and is_call(rhs, "min_over_time")):
+        return False
+    (high,), (low,) = lhs.args, rhs.args
+    if not (isinstance(high, promql.MatrixSelector) and isinstance(low, promql.MatrixSelector)):
+        return False
+    same = str(high) == str(low)
+    return same and path[-1][0] in (high, low) and path[-2][0] in (lhs, rhs)
+
+
+def raw_counter_term(path: NodePath, node: Node) -> bool:
+    """Whether `node` is a selector of one of the two terms that read the failure counter's
+    value on purpose (first_sight_term, window_span_term)."""
+    return first_sight_term(path, node) or window_span_term(path, node)
+
+
 # Grafana's global variables as dashboard-linter expands them (lint/variables.go): durations
 # nobody writes by hand, so a range equal to RATE_INTERVAL came from `$__rate_interval`.
 # (Upstream's values are 1000 times longer, more than promql-parser accepts.)
@@ -717,10 +753,10 @@ def target_instance(dashboard: Json) -> Problems:
 @dashboard_rule("target-counter-agg-rule")
 def target_counter_agg(dashboard: Json) -> Problems:
     """dashboard-linter target-counter-agg-rule (lint/rule_target_counter_agg.go): a counter is
-    only read through rate(), irate() or increase() of a range. The exception is the
-    first-sight term `c unless present_over_time(c[w] offset w)` (see first_sight_term), which
-    the failure panels
-    share with ZegoDigitalHumanRoomInitFailuresRepeated. Upstream matches `_total` on the
+    only read through rate(), irate() or increase() of a range. The exceptions are the
+    first-sight term `c unless present_over_time(c[w] offset w)` and the window's span
+    `max_over_time(c[w]) - min_over_time(c[w])` (see raw_counter_term), which the failure
+    panels share with ZegoDigitalHumanRoomInitFailuresRepeated. Upstream matches `_total` on the
     selector's text (so only bare selectors); here on the metric name, and histogram series."""
     for panel, _, node in targets(dashboard):
         if node is None:
@@ -728,7 +764,7 @@ def target_counter_agg(dashboard: Json) -> Problems:
         for found, path in walk(node):
             if not isinstance(found, promql.VectorSelector) or not is_counter(found.name):
                 continue
-            if first_sight_term(path, found):
+            if raw_counter_term(path, found):
                 continue
             ranged = len(path) >= 2 and isinstance(path[-1][0], promql.MatrixSelector)
             if not (ranged and is_call(path[-2][0], "rate", "irate", "increase")):
@@ -747,6 +783,8 @@ def uneditable(dashboard: Json) -> Problems:
 # --- pint, for both ------------------------------------------------------------------------
 
 _REGEXP_SYNTAX = re.compile(r"[.^$*+?()\[\]{}|\\]")
+# Regexps made of nothing but `.*` and `.+`: pint's "unnecessary wildcard regexp".
+_WILDCARD = re.compile(r"(?:\.[*+])+")
 
 
 def regexp_problem(matcher: promql.Matcher) -> str | None:
@@ -760,6 +798,13 @@ def regexp_problem(matcher: promql.Matcher) -> str | None:
     if value.startswith("^") or (value.endswith("$") and not value.endswith("\\$")):
         return (f"redundant regexp anchors in {matcher}: Prometheus anchors regexp matchers "
                 "itself")
+    if _WILDCARD.fullmatch(value) and (not positive or ".+" not in value):
+        # `=~".*"` matches every value (and series without the label), `!~".*"` none, and
+        # `!~".+"` is `=""`; only `=~".+"` (the label is set) narrows anything.
+        if positive:
+            return f"unnecessary wildcard regexp {matcher}: drop the matcher"
+        return (f'unnecessary negative wildcard regexp {matcher}, use {matcher.name}="" to '
+                "select series without the label")
     unescaped = re.sub(r"\\(.)", "", value)
     if not _REGEXP_SYNTAX.search(unescaped):
         literal = re.sub(r"\\(.)", r"\1", value)
@@ -771,8 +816,9 @@ def regexp_problem(matcher: promql.Matcher) -> str | None:
 @dashboard_rule("promql/regexp")
 def dashboard_regexp(dashboard: Json) -> Problems:
     """pint promql/regexp (internal/checks/promql_regexp.go), on the dashboard's queries: a
-    regexp matcher on a fixed string should be an equality (regexps cost more), and anchors
-    are redundant (Prometheus anchors regexps). Values with Grafana variables are regexps
+    regexp matcher on a fixed string should be an equality (regexps cost more), a wildcard
+    (`=~".*"`, `!~".+"`) selects nothing it would not without it, and anchors are redundant
+    (Prometheus anchors regexps). Values with Grafana variables are regexps
     by design and left alone."""
     for panel, _, node in targets(dashboard):
         for selector in selectors(node) if node is not None else []:
@@ -798,7 +844,8 @@ def alert_syntax(files: AlertFiles) -> Problems:
 @alert_rule("promql/regexp")
 def alert_regexp(files: AlertFiles) -> Problems:
     """pint promql/regexp (internal/checks/promql_regexp.go): no regexp matcher on a fixed
-    string, no redundant anchors."""
+    string, no wildcard that selects nothing less (`=~".*"`, `!~".+"`), no redundant
+    anchors."""
     for rule, node in alert_expressions(files):
         for selector in selectors(node):
             for matcher in matchers(selector):
@@ -818,15 +865,16 @@ COUNTER_SAFE_FUNCTIONS = frozenset({
 def alert_counter(files: AlertFiles) -> Problems:
     """pint promql/counter (internal/checks/promql_counter.go): no direct read of a counter's
     value. Safe: inside one of pint's counter-safe functions, under count() or group(), or on
-    the right of `unless`. The exception is the first-sight term
-    `c unless present_over_time(c[w] offset w)` of
-    ZegoDigitalHumanRoomInitFailuresRepeated (see first_sight_term), explained in its comment.
+    the right of `unless`. The exceptions are the first-sight term
+    `c unless present_over_time(c[w] offset w)` and the window's span
+    `max_over_time(c[w]) - min_over_time(c[w])` of ZegoDigitalHumanRoomInitFailuresRepeated
+    (see raw_counter_term), explained in its comment.
     Counter types come from the contract instead of Prometheus' metadata API."""
     for rule, node in alert_expressions(files):
         for found, path in walk(node):
             if not isinstance(found, promql.VectorSelector) or not is_counter(found.name):
                 continue
-            if first_sight_term(path, found):
+            if raw_counter_term(path, found):
                 continue
             safe = any(
                 is_call(ancestor, *COUNTER_SAFE_FUNCTIONS)
