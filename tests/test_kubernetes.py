@@ -447,7 +447,7 @@ def test_docs_quote_what_a_second_pod_on_the_storage_file_logs(tmp_path: Path) -
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(StorageError) as refused:
-            open_store(str(path))
+            open_store(str(path), lock_wait=0)  # the message after the wait, without waiting
     finally:
         holder.kill()
         holder.wait(timeout=10)

@@ -22,9 +22,11 @@ import pytest
 
 from tests.support.clock import FakeClock
 from tests.support.tracking import T0, drain, status
+from zego_exporter import storage
 from zego_exporter.exporter import Exporter, ExporterConfig
 from zego_exporter.signing import Secret
 from zego_exporter.storage import (
+    LOCK_WAIT,
     SCHEMA_VERSION,
     Saved,
     StorageError,
@@ -603,22 +605,56 @@ def test_a_file_locked_by_another_process_is_left_alone(db: Path) -> None:
     assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # not moved aside
 
 
-def test_a_second_exporter_on_the_same_file_is_refused_until_the_first_is_gone(
-        db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Two exporters writing one file would overwrite each other's tasks and failure counts."""
-    saved_file(db, 3)
-    holder = subprocess.Popen(  # another process, as a second exporter would be
+def hold(db: Path) -> subprocess.Popen[str]:
+    """Another process holding the store open, as a second exporter would; kill it to let go
+    (as kill -9 does: the kernel lets go of the lock)."""
+    holder = subprocess.Popen(
         [sys.executable, "-c", "import sys\n"
          "from zego_exporter.storage import open_store\n"
          "open_store(sys.argv[1])\n"
          "print('open', flush=True)\n"
          "sys.stdin.read()\n", str(db)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+    return holder
+
+
+class LockWait:
+    """The clock and sleep of a wait for the lock, by hand: each sleep moves the clock on
+    (and may do something, such as letting the holder go)."""
+
+    def __init__(self, then: Callable[[int], None] = lambda _: None) -> None:
+        self.now = 0.0
+        self.sleeps = 0
+        self._then = then
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+        self._then(self.sleeps)
+
+
+def test_a_second_exporter_on_the_same_file_waits_then_is_refused_until_the_first_is_gone(
+        db: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two exporters writing one file would overwrite each other's tasks and failure counts."""
+    saved_file(db, 3)
+    holder = hold(db)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        wait = LockWait()
         with pytest.raises(StorageError, match=rf"in use by another exporter \(pid {holder.pid}\)"
                            r": give each exporter a file of its own"):
-            open_store(str(db), clock=FakeClock(T0))
+            open_store(str(db), clock=FakeClock(T0), lock_wait=LOCK_WAIT, sleep=wait.sleep,
+                       monotonic=wait.monotonic)
+        assert wait.now == pytest.approx(LOCK_WAIT)  # it waited the whole time, then gave up
+        (waiting,) = warnings_of(caplog)
+        assert waiting.getMessage() == ("storage file is in use by another exporter: waiting for "
+                                        "it to let go")
+        assert waiting.__dict__["holder_pid"] == str(holder.pid)
+        caplog.clear()
+        monkeypatch.setattr(storage, "LOCK_WAIT", 0.0)  # the exporter's own wait, not here
         second = Exporter(ExporterConfig(  # serves all the same, what it learns is not kept
             app_id=1234567890, server_secret=Secret("0" * 32), api_url="http://127.0.0.1:9",
             task_ids=("t",), discovery=False, listen_address="127.0.0.1:0",
@@ -636,6 +672,32 @@ def test_a_second_exporter_on_the_same_file_is_refused_until_the_first_is_gone(
         holder.kill()  # as kill -9: the kernel lets go of the lock
         holder.wait(timeout=10)
     assert len(Run(db, FakeClock(T0)).saved.tasks) == 3  # then it is ours, nothing moved aside
+
+
+def test_an_exporter_that_lets_go_while_the_next_one_waits_hands_the_file_over(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Kubernetes pod deleted by hand: its replacement starts while it is still stopping."""
+    saved_file(db, 3)
+    holder = hold(db)
+
+    def old_pod_stops(sleeps: int) -> None:
+        if sleeps == 8:  # two seconds into the wait
+            holder.kill()
+            holder.wait(timeout=10)
+
+    wait = LockWait(old_pod_stops)
+    try:
+        with caplog.at_level(logging.INFO, logger=STORAGE_LOGGER):
+            store, saved = open_store(str(db), clock=FakeClock(T0), sleep=wait.sleep,
+                                      monotonic=wait.monotonic)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    store.close()
+    assert len(saved.tasks) == 3 and wait.sleeps == 8
+    assert [r.getMessage() for r in caplog.records if r.name == STORAGE_LOGGER] == [
+        "storage file is in use by another exporter: waiting for it to let go",
+        "storage file let go by the other exporter: using it"]
 
 
 def storage_gauge(exporter: Exporter) -> float | None:

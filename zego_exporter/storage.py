@@ -38,6 +38,11 @@ WRITE_INTERVAL: Final = 0.5
 """Seconds between two writes at most (plus the write itself): what a kill -9 can lose."""
 BUSY_TIMEOUT: Final = 5.0
 """How long to wait for a lock held by another process (a second exporter on the same file)."""
+LOCK_WAIT: Final = 15.0
+"""How long a starting exporter waits for another to let go of the file: a Kubernetes pod
+deleted by hand gets its replacement while the old one is still stopping (it lets go within a
+second or two of SIGTERM). Within the liveness probe's 30 s of patience."""
+_LOCK_RETRY: Final = 0.25
 REPORT_EVERY: Final = 300.0
 """Repeat the error about failing writes at most this often."""
 _WAL_KEPT_BYTES: Final = 4 * 1024 * 1024
@@ -198,16 +203,20 @@ class Store:
 
 
 def open_store(path: str, *, clock: Callable[[], float] = time.time,
-               busy_timeout: float = BUSY_TIMEOUT) -> tuple[Store, Saved]:
+               busy_timeout: float = BUSY_TIMEOUT, lock_wait: float | None = None,
+               sleep: Callable[[float], None] = time.sleep,
+               monotonic: Callable[[], float] = time.monotonic) -> tuple[Store, Saved]:
     """Open `path` (creating it if missing) and read what it holds.
 
     A file that cannot be used is moved aside as `<path>.corrupt-<UTC time>` (or
     `.newer-<UTC time>` when a newer version wrote it, so that version can still use it),
     with one warning, and a new file is started. Raises StorageError when no file can be
-    used at all, or when another exporter has it open (`<path>.lock`, held until `close`).
-    Call path_problem first: a path it refuses is not handled here.
+    used at all, or when another exporter still has it open (`<path>.lock`, held until
+    `close`) after `lock_wait` seconds (LOCK_WAIT by default; `sleep` and `monotonic` pace
+    the wait). Call path_problem first: a path it refuses is not handled here.
     """
-    owner = _take_ownership(path)
+    wait = LOCK_WAIT if lock_wait is None else lock_wait
+    owner = _take_ownership(path, wait, sleep, monotonic)
     try:
         return _open_owned(path, busy_timeout, clock, owner)
     except BaseException:
@@ -234,34 +243,54 @@ def _open_owned(path: str, busy_timeout: float, clock: Callable[[], float],
         raise StorageError(f"cannot create the storage file {path}: {exc}") from None
 
 
-def _take_ownership(path: str) -> int:
+def _take_ownership(path: str, wait: float, sleep: Callable[[float], None],
+                    monotonic: Callable[[], float]) -> int:
     """Lock `<path>.lock` for this process until the store is closed (or the process dies:
-    the kernel lets go of it, so kill -9 leaves no stale lock). Two exporters writing one file
-    would overwrite each other's tasks and counts, and SQLite's own locks only keep single
-    transactions apart. A POSIX record lock is per process: opening the store again in the
-    same process (as the tests do after a simulated crash) is allowed."""
+    the kernel lets go of it, so kill -9 leaves no stale lock), waiting up to `wait` seconds
+    for another exporter to let go. Two exporters writing one file would overwrite each
+    other's tasks and counts, and SQLite's own locks only keep single transactions apart. A
+    POSIX record lock is per process: opening the store again in the same process (as the
+    tests do after a simulated crash) is allowed."""
     name = f"{path}.lock"
     try:
         owner = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as error:
         raise StorageError(f"cannot create the lock file {name} ({error.strerror or error}): "
                            "make its directory writable for this user") from None
-    try:
-        fcntl.lockf(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (errno.EAGAIN, errno.EACCES):  # no locks here (ENOLCK...)
-            os.close(owner)
-            raise StorageError(f"cannot lock {name} ({error.strerror or error}): the file "
-                               "system of --storage.path does not support file locks; put the "
-                               "file on a local disk or volume") from None
+    give_up_at = monotonic() + wait
+    waiting = False
+    while not _locked(owner, name):
         holder = os.pread(owner, 32, 0).decode("ascii", "replace").strip()
-        os.close(owner)
         by = f" (pid {holder})" if holder.isdigit() else ""
-        raise StorageError(f"storage file {path} is in use by another exporter{by}: give "
-                           "each exporter a file of its own") from None
+        if monotonic() >= give_up_at:
+            os.close(owner)
+            raise StorageError(f"storage file {path} is in use by another exporter{by}: give "
+                               "each exporter a file of its own")
+        if not waiting:
+            waiting = True
+            log.warning("storage file is in use by another exporter: waiting for it to let go",
+                        extra={"path": path, "holder_pid": holder or None,
+                               "wait_seconds": wait})
+        sleep(_LOCK_RETRY)
+    if waiting:
+        log.info("storage file let go by the other exporter: using it", extra={"path": path})
     os.ftruncate(owner, 0)
     os.pwrite(owner, f"{os.getpid()}\n".encode(), 0)  # for the message above, seen by the next
     return owner
+
+
+def _locked(owner: int, name: str) -> bool:
+    """Try once to lock the open lock file `owner`: False while another process holds it."""
+    try:
+        fcntl.lockf(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        os.close(owner)  # no locks here (ENOLCK...): waiting would not help
+        raise StorageError(f"cannot lock {name} ({error.strerror or error}): the file "
+                           "system of --storage.path does not support file locks; put the "
+                           "file on a local disk or volume") from None
+    return True
 
 
 def _open(path: str, busy_timeout: float, clock: Callable[[], float],
