@@ -72,6 +72,11 @@ def test_wheel_metadata_names_the_license_and_carries_the_readme(dist: Path) -> 
     assert metadata["License-Expression"] == "Apache-2.0"
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert metadata["Description-Content-Type"] == "text/markdown"
+    # The README's links are relative (docs/...): on PyPI the project's URLs lead to them.
+    urls = dict(entry.split(", ", 1) for entry in metadata.get_all("Project-URL") or [])
+    assert set(urls) == {"Homepage", "Documentation", "Issues"}
+    assert all(url.startswith("https://github.com/zego-exporter/zego-exporter")
+               for url in urls.values())
     description = metadata.get_payload()
     assert isinstance(description, str)
     assert description.strip() == README.strip()
