@@ -300,10 +300,11 @@ def test_gzip_only_when_asked(serve: Callable[..., WebServer], fake: FakeEndpoin
     server = serve(fake.endpoints())
     zipped = request(server, "GET", "/metrics", headers={"Accept-Encoding": "gzip, deflate"})
     assert zipped.headers["content-encoding"] == "gzip"
-    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert zipped.headers["vary"] == "Accept, Accept-Encoding"
     assert gzip.decompress(zipped.body) == METRICS
     plain = request(server, "GET", "/metrics", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers and plain.body == METRICS
+    assert plain.headers["vary"] == "Accept, Accept-Encoding"  # it varies even when not zipped
     refused = request(server, "GET", "/metrics", headers={"Accept-Encoding": "gzip;q=0, br"})
     assert "content-encoding" not in refused.headers and refused.body == METRICS
 

@@ -288,9 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", content_type)
+        # The format follows Accept (OpenMetrics or text) and the encoding Accept-Encoding,
+        # so every answer says so, not only a gzipped one: a cache must not mix them up.
+        self.send_header("Vary", "Accept, Accept-Encoding")
         if gzip:
             self.send_header("Content-Encoding", "gzip")
-            self.send_header("Vary", "Accept-Encoding")
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
         try:
