@@ -174,7 +174,8 @@ def unguarded(ratio: promql.Expr) -> str:
 
     def drop_guard(node: promql.Expr) -> promql.Expr | None:
         inner = unparen(node)
-        if (isinstance(node, promql.ParenExpr) and op(inner) == ">"
+        if (isinstance(node, promql.ParenExpr)
+                and isinstance(inner, promql.BinaryExpr) and op(inner) == ">"
                 and isinstance(inner.rhs, promql.NumberLiteral) and inner.rhs.val == 0):
             return inner.lhs
         return None

@@ -18,6 +18,7 @@ from typing import Any
 import promql_parser as promql
 import pytest
 
+from grafana.build_dashboard import iter_panels
 from tests.support.lint_rules import (
     ALERT_RULES,
     DASHBOARD_RULES,
@@ -26,7 +27,6 @@ from tests.support.lint_rules import (
     NodePath,
     expand_variables,
     first_sight_term,
-    iter_panels,
     lint_alerts,
     lint_dashboard,
     load_alert_files,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import promql_parser as promql
 import yaml
@@ -111,7 +111,7 @@ def matchers(selector: promql.VectorSelector) -> list[promql.Matcher]:
     return list(selector.matchers.matchers)
 
 
-def is_call(node: Node, *names: str) -> bool:
+def is_call(node: Node, *names: str) -> TypeGuard[promql.Call]:
     return isinstance(node, promql.Call) and node.func.name in names
 
 
@@ -120,7 +120,8 @@ def is_scalar(node: Node) -> bool:
     if isinstance(node, promql.NumberLiteral):
         return True
     if isinstance(node, promql.Call):
-        return node.func.return_type == promql.ValueType.Scalar
+        # The stub types ValueType's members as Any, so `==` on them is Any to mypy.
+        return bool(node.func.return_type == promql.ValueType.Scalar)
     if isinstance(node, promql.UnaryExpr):
         return is_scalar(node.expr)
     if isinstance(node, promql.BinaryExpr):
@@ -299,7 +300,11 @@ def _aggregation_labels(node: promql.AggregateExpr) -> frozenset[str] | None:
     name = op(node)
     if name in SAMPLING_AGGREGATIONS:
         return inner
-    added = {node.param.val} if name == "count_values" else set()
+    added: set[str] = set()
+    if name == "count_values":
+        # The parser only accepts a string literal as count_values' label name.
+        assert isinstance(node.param, promql.StringLiteral)
+        added = {node.param.val}
     modifier = node.modifier
     if modifier is None:
         return frozenset(added)
@@ -935,8 +940,8 @@ def alert_nan(files: AlertFiles) -> Problems:
     a ratio alert has no series instead of NaN."""
     for rule, node in alert_expressions(files):
         for found, _ in walk(node):
-            division = isinstance(found, promql.BinaryExpr) and op(found) in {"/", "%"}
-            if division and not guarded(found.rhs):
+            if (isinstance(found, promql.BinaryExpr) and op(found) in {"/", "%"}
+                    and not guarded(found.rhs)):
                 yield rule["alert"], (f"divides by {unparen(found.rhs).prettify().strip()!r}, "
                                       "which can be 0: divide by `(... > 0)`")
 
@@ -960,9 +965,9 @@ def alert_fragile(files: AlertFiles) -> Problems:
         for found, _ in walk(node):
             if isinstance(found, promql.AggregateExpr) and op(found) in SAMPLING_AGGREGATIONS:
                 yield rule["alert"], f"{op(found)}() makes the alerts flap"
-            arithmetic = (isinstance(found, promql.BinaryExpr)
-                          and op(found) not in COMPARISONS | SET_OPERATORS)
-            if (arithmetic and has_aggregation(found.lhs) and has_aggregation(found.rhs)
+            if (isinstance(found, promql.BinaryExpr)
+                    and op(found) not in COMPARISONS | SET_OPERATORS
+                    and has_aggregation(found.lhs) and has_aggregation(found.rhs)
                     and duration(rule) < files.scrape_interval):
                 yield rule["alert"], ("arithmetic between aggregations needs a `for:` of at least "
                                       f"one scrape interval ({files.scrape_interval})")
