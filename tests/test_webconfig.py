@@ -631,17 +631,24 @@ def test_watcher_stats_at_most_once_per_second(tmp_path: Path, clock: FakeClock)
     assert calls == [path]
 
 
+def loaded(watcher: WebConfigWatcher) -> WebConfig:
+    """The watcher's current config, which the test expects to have loaded (not broken)."""
+    config = watcher.current()
+    assert isinstance(config, WebConfig), config
+    return config
+
+
 def test_watcher_reloads_a_changed_file(tmp_path: Path, clock: FakeClock, alice_hash: str) -> None:
     path = write(tmp_path / "web.yml", "")
     watcher = WebConfigWatcher(path, clock=clock)
-    assert not watcher.current().auth
+    assert not loaded(watcher).auth
 
     write(tmp_path / "web.yml", f"basic_auth_users: {{alice: '{alice_hash}'}}\n")
-    assert not watcher.current().auth  # not stat'ed yet: within the second
+    assert not loaded(watcher).auth  # not stat'ed yet: within the second
     clock.advance(PAST_RECHECK)
 
-    assert watcher.current().auth
-    assert watcher.current().auth.check(basic_auth("alice", PASSWORD))
+    assert loaded(watcher).auth
+    assert loaded(watcher).auth.check(basic_auth("alice", PASSWORD))
 
 
 def test_a_broken_file_fails_closed_with_one_error_until_it_is_fixed(
@@ -821,7 +828,7 @@ def rotate(new_cert: Path, new_key: Path, cert: Path, key: Path) -> None:
 
 
 @contextmanager
-def https_server(security: Callable[[], WebConfig]) -> Iterator[int]:
+def https_server(security: Callable[[], WebConfig | BrokenWebConfig]) -> Iterator[int]:
     """The exporter's own web server on loopback, wrapping each connection as production does:
     with `security().ssl_context()` at the time it is accepted."""
     endpoints = Endpoints(
