@@ -13,7 +13,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -57,14 +57,14 @@ START = 1_750_000_000.0
 
 
 def signed(app_id: int, secret: Secret, action: str, *, timestamp: int | None = None,
-           **overrides: str | None) -> dict[str, str]:
+           overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """Correctly signed common parameters; an override of None leaves the parameter out."""
     nonce = new_nonce()
     stamp = int(time.time()) if timestamp is None else timestamp
     params = {"Action": action, "AppId": str(app_id), "SignatureNonce": nonce,
               "Timestamp": str(stamp), "Signature": api_signature(app_id, nonce, secret, stamp),
               "SignatureVersion": "2.0"}
-    for key, value in overrides.items():
+    for key, value in (overrides or {}).items():
         if value is None:
             params.pop(key, None)
         else:
@@ -78,8 +78,8 @@ def post(sim: Simulator, params: dict[str, str], body: bytes = b"{}",
 
 
 def call(sim: Simulator, secret: Secret, action: str, body: dict[str, Any] | None = None,
-         **overrides: str | None) -> dict[str, Any]:
-    response = post(sim, signed(sim.app_id, secret, action, **overrides),
+         overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    response = post(sim, signed(sim.app_id, secret, action, overrides=overrides),
                     json.dumps(body if body is not None else {}).encode())
     assert response.status_code == 200
     doc: dict[str, Any] = response.json()
@@ -154,7 +154,7 @@ def test_answers_the_documented_envelope_over_http11_keepalive(
 def test_gateway_checks_answer_the_documented_codes_in_order(
     sim: Simulator, secret: Secret, overrides: dict[str, str | None], code: int
 ) -> None:
-    doc = call(sim, secret, ACTION_QUERY_TASKS, **overrides)
+    doc = call(sim, secret, ACTION_QUERY_TASKS, overrides=overrides)
     assert doc["Code"] == code
     assert doc.get("Data") is None
     assert doc["Message"]
@@ -533,8 +533,9 @@ def test_admin_api_says_a_body_is_not_json_and_what_to_send(sim: Simulator) -> N
 
 
 def test_admin_api_sets_faults_and_reads_stats(sim: Simulator, secret: Secret) -> None:
-    settings = {"error": {"rate": 1.0, "code": 400010000, "action": ACTION_QUERY_TASKS},
-                "latency": {"seconds": 0.01}}
+    settings: dict[str, dict[str, Any]] = {
+        "error": {"rate": 1.0, "code": 400010000, "action": ACTION_QUERY_TASKS},
+        "latency": {"seconds": 0.01}}
     assert admin(sim, "POST", "faults", settings).status_code == 200
     stored = admin(sim, "GET", "faults").json()
     assert stored["error"] == {**settings["error"]}
@@ -707,15 +708,15 @@ def test_clock_skew_fault_makes_signatures_look_expired(
 ) -> None:
     clock = FakeClock(START)  # the request's Timestamp is exactly the simulator's time
 
-    def code() -> int:
+    def code(sim: Simulator) -> int:
         params = signed(app_id, secret, ACTION_QUERY_TASKS, timestamp=int(START))
         return int(post(sim, params).json()["Code"])
 
     with Simulator(app_id, secret, world=World.static(1, clock=clock), clock=clock) as sim:
         sim.faults = Faults(clock_skew=ClockSkew(seconds=skew))
-        assert code() == 100000004
+        assert code(sim) == 100000004
         sim.faults = Faults(clock_skew=ClockSkew(seconds=skew / 2))
-        assert code() == 0
+        assert code(sim) == 0
 
 
 def test_fault_rates_are_seeded(app_id: int, secret: Secret) -> None:
