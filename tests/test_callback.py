@@ -654,8 +654,11 @@ def test_simulator_faults_reach_the_exporter_as_zego_would_send_them() -> None:
             events = sender.stats.events
             sender.faults = faults
             sim.world.fail(task_id)
-            wait_until(lambda events=events: sender.stats.events == events + 1, timeout=5,
-                       what="the next event")
+
+            def next_event(events: int = events) -> bool:
+                return sender.stats.events == events + 1
+
+            wait_until(next_event, timeout=5, what="the next event")
         sender.faults = CallbackFaults(out_of_order=True)
         sim.world.set_status(late, 4)  # held back ...
         wait_until(lambda: sender.stats.events == 4, timeout=5, what="four events")

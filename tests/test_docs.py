@@ -150,7 +150,7 @@ def test_the_front_page_links_every_docs_page() -> None:
 def ci_test_command() -> str:
     """The command `.ci/run` hands over to: CI runs exactly what the README promises."""
     ci = (ROOT / ".ci" / "run").read_text("utf-8")
-    found = re.findall(r"^exec (.+)$", ci, re.MULTILINE)
+    found: list[str] = re.findall(r"^exec (.+)$", ci, re.MULTILINE)  # one group: its text
     assert len(found) == 1, f".ci/run should end in one `exec <the test command>`: {found}"
     return found[0].strip()
 

@@ -43,7 +43,6 @@ from tests.support.e2e_stack import (
     StackError,
     WebhookReceiver,
     e2e_alertmanager_config,
-    free_port,
     load_yaml,
     prometheus_config,
     scrape_job,
@@ -51,6 +50,7 @@ from tests.support.e2e_stack import (
     wait_until,
     write_yaml,
 )
+from tests.support.processes import free_port
 from zego_exporter.signing import Secret
 from zego_exporter.simulator import Simulator, World
 from zego_exporter.states import STATUS_STREAMING

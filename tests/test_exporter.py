@@ -41,12 +41,13 @@ def test_any_task_source_is_something_to_watch(
 ) -> None:
     task_file = tmp_path / "tasks.txt"
     task_file.write_text("# filled in later\n")
-    given: dict[str, object] = {
+    sources: dict[str, dict[str, object]] = {
         "discovery": {"discovery": True},
         "task_ids": {"discovery": False, "task_ids": ("task-1",)},
         "task_file": {"discovery": False, "task_file": str(task_file)},
         "callback_secret": {"discovery": False, "callback_secret": Secret("cb")},
-    }[source]
+    }
+    given = sources[source]
     assert not [w for w in started_warnings(caplog, **given) if NOTHING in w]
 
 

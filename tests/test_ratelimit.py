@@ -40,10 +40,10 @@ def run_demand(qps: int, demand: list[tuple[float, int, float]], rng: random.Ran
                 in_flight.remove((permit, start, answer))
                 done.append((start, answer))
         for _ in range(wanted):
-            permit = limiter.try_acquire()
-            if permit is None:
+            acquired = limiter.try_acquire()
+            if acquired is None:
                 break
-            in_flight.append((permit, clock.now, clock.now + latency))
+            in_flight.append((acquired, clock.now, clock.now + latency))
         if rng.random() < 0.05:
             limiter.throttled()
         elif rng.random() < 0.5:

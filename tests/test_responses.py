@@ -226,7 +226,7 @@ def good_entry(draw: st.DrawFn) -> tuple[dict[str, Any], TaskStatus]:
     return entry, task
 
 
-broken_values = (st.text(st.characters(codec="ascii", categories=("L",)), min_size=1)
+broken_values = (st.text(st.characters(codec="ascii", categories=["L"]), min_size=1)
                  | st.booleans() | st.lists(st.integers(), max_size=2)
                  | st.floats(allow_nan=False).filter(lambda f: not f.is_integer())
                  | st.integers(min_value=2**63, max_value=2**80))

@@ -284,8 +284,9 @@ class StandIn:
                                "Status": self._number(state[0])})
         if listed or self.reading.empty == "empty_list":
             return {"Data": {"TaskList": listed}}
-        return {"null_data": {"Data": None}, "no_data": {},
-                "null_list": {"Data": {"TaskList": None}}}[self.reading.empty]
+        empty: dict[str, dict[str, Any]] = {
+            "null_data": {"Data": None}, "no_data": {}, "null_list": {"Data": {"TaskList": None}}}
+        return empty[self.reading.empty]
 
     def _number(self, value: int) -> int | float | str:
         if self.reading.numbers == "float":

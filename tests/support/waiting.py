@@ -13,7 +13,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, what: str, every: float = 0.02,
+def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.02,
                proc: subprocess.Popen[str] | None = None) -> T:
     """Call `check` until it returns something truthy, and return that. Fails (an
     AssertionError naming `what`) after `timeout` seconds, or as soon as `proc` has ended."""
