@@ -36,14 +36,17 @@ command -v kubectl >/dev/null ||
 # A virtual environment of the project's own, so nothing installed by hand can hide a gap.
 venv="${ZEGO_TEST_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-echo "== installing zego-exporter[test] into $venv"
+# The bench extra too: mypy reads bench/ and grafana/preview.py, which import matplotlib and
+# Pillow (both ship their types).
+echo "== installing zego-exporter[test,bench] into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 
 echo "== ruff"
 "$venv/bin/ruff" check .
-echo "== mypy --strict"
-"$venv/bin/mypy" --strict zego_exporter
+# Everything Python in the repository: what it reads is [tool.mypy]'s `files` in pyproject.toml.
+echo "== mypy --strict (package, tests, bench, grafana, deploy)"
+"$venv/bin/mypy" --strict
 echo "== vulture (dead code; what it may ignore: [tool.vulture] in pyproject.toml)"
 "$venv/bin/vulture"
 
