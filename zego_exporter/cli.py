@@ -100,23 +100,28 @@ def zego_options(command: F) -> F:
     return command
 
 
-def callback_options(command: F) -> F:
+def callback_options(*, serving: bool) -> Callable[[F], F]:
     """The `--zego.callback-*` flags: `serve` enables its endpoint with them; `check` takes
     them too (the contract: the same `--zego.*` flags) and checks that the secret is usable."""
+    does = ("enables the callback endpoint" if serving
+            else "used by serve, check only makes sure it can be read")
     options = [
         click.option("--zego.callback-secret", "callback_secret",
                      envvar="ZEGO_CALLBACK_SECRET", show_envvar=True, metavar="SECRET",
-                     help="Callback secret (ZEGO console); enables the callback endpoint."),
+                     help=f"Callback secret (ZEGO console); {does}."),
         click.option("--zego.callback-secret-file", "callback_secret_file",
                      envvar="ZEGO_CALLBACK_SECRET_FILE", show_envvar=True, metavar="PATH",
-                     help="File holding the callback secret; enables the callback endpoint."),
+                     help=f"File holding the callback secret; {does}."),
         click.option("--zego.callback-path", "callback_path", envvar="ZEGO_CALLBACK_PATH",
                      show_envvar=True, default="/zego/callback", show_default=True,
                      help="Path of the callback endpoint."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
 
 
 def log_options(command: F) -> F:
@@ -182,7 +187,7 @@ def cli() -> None:
 @click.option("--tasks.retention", "retention", envvar="ZEGO_TASKS_RETENTION",
               show_envvar=True, default="1h", show_default=True, callback=_duration,
               help="Forget discovered or callback tasks this long after they ended.")
-@callback_options
+@callback_options(serving=True)
 @click.option("--web.listen-address", "listen_address", envvar="ZEGO_EXPORTER_LISTEN_ADDRESS",
               show_envvar=True, default=":9877", show_default=True,
               help="Address to listen on: host:port, :port (every interface) or [::1]:port.")
@@ -263,7 +268,7 @@ def _run_until_signalled(start: Callable[[], object], stop: Callable[[], None],
 @click.argument("task_ids", nargs=-1, callback=_parsed(parse.checked_task_ids))
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="How to print the tasks.")
-@callback_options
+@callback_options(serving=False)
 @log_options
 def check(app_id: int | None, server_secret: str | None, server_secret_file: str | None,
           api_url: str, qps: float, timeout: float, task_ids: tuple[str, ...], output: str,
