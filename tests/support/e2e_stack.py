@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import yaml
 
+from tests.support import waiting
 from tests.support.paths import ROOT
 from tests.support.processes import LOCALHOST, free_port
 from zego_exporter.simulator import Simulator
@@ -113,26 +114,27 @@ class Process:
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str,
                interval: float = 0.2, watch: Iterable[Process] = (),
                logs: Callable[[], str] = lambda: "") -> T:
-    """Call `check` until it returns something truthy, and return that.
-
-    Connection errors and bad answers while waiting count as "not yet". Raises StackError
-    (with `logs()`) when a process in `watch` exits or `timeout` seconds pass.
+    """`tests.support.waiting.wait_until` for a stack of servers: connection errors and bad
+    answers while waiting count as "not yet", and it raises StackError (with `logs()`) when a
+    process in `watch` exits or `timeout` seconds pass.
     """
-    deadline = time.monotonic() + timeout
     last_error = ""
-    while True:
+
+    def attempt() -> T | None:
+        nonlocal last_error
         for process in watch:
             if process.exit_code() is not None:
                 raise StackError(f"{process.describe()}\nwhile waiting for {what}\n{logs()}")
         try:
-            result = check()
+            return check()
         except (OSError, ValueError, KeyError, requests.RequestException) as exc:
-            result, last_error = None, f" (last error: {exc})"
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise StackError(f"{what}: not within {timeout:g}s{last_error}\n{logs()}")
-        time.sleep(interval)
+            last_error = f" (last error: {exc})"
+            return None
+
+    try:
+        return waiting.wait_until(attempt, timeout=timeout, what=what, every=interval)
+    except waiting.WaitTimedOut:
+        raise StackError(f"{what}: not within {timeout:g}s{last_error}\n{logs()}") from None
 
 
 # -- Prometheus' HTTP API ---------------------------------------------------------------------

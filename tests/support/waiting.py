@@ -13,10 +13,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class WaitTimedOut(AssertionError):
+    """What `wait_until` raises when the time is up (a failed test, like any assertion)."""
+
+
 def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.02,
                proc: subprocess.Popen[str] | None = None) -> T:
     """Call `check` until it returns something truthy, and return that. Fails (an
-    AssertionError naming `what`) after `timeout` seconds, or as soon as `proc` has ended."""
+    AssertionError naming `what`) after `timeout` seconds (WaitTimedOut), or as soon as `proc`
+    has ended."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -25,5 +30,5 @@ def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, ever
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process ended with {proc.returncode} while waiting for {what}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise WaitTimedOut(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
