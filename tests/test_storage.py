@@ -619,36 +619,18 @@ def hold(db: Path) -> subprocess.Popen[str]:
     return holder
 
 
-class LockWait:
-    """The clock and sleep of a wait for the lock, by hand: each sleep moves the clock on
-    (and may do something, such as letting the holder go)."""
-
-    def __init__(self, then: Callable[[int], None] = lambda _: None) -> None:
-        self.now = 0.0
-        self.sleeps = 0
-        self._then = then
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.now += seconds
-        self._then(self.sleeps)
-
-
 def test_a_second_exporter_on_the_same_file_waits_then_is_refused_until_the_first_is_gone(
         db: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two exporters writing one file would overwrite each other's tasks and failure counts."""
     saved_file(db, 3)
     holder = hold(db)
     try:
-        wait = LockWait()
+        waited = FakeClock(0.0)
         with pytest.raises(StorageError, match=rf"in use by another exporter \(pid {holder.pid}\)"
                            r": give each exporter a file of its own"):
-            open_store(str(db), clock=FakeClock(T0), lock_wait=LOCK_WAIT, sleep=wait.sleep,
-                       monotonic=wait.monotonic)
-        assert wait.now == pytest.approx(LOCK_WAIT)  # it waited the whole time, then gave up
+            open_store(str(db), clock=FakeClock(T0), lock_wait=LOCK_WAIT, sleep=waited.sleep,
+                       monotonic=waited)
+        assert waited.now == pytest.approx(LOCK_WAIT)  # it waited the whole time, then gave up
         (waiting,) = warnings_of(caplog)
         assert waiting.getMessage() == ("storage file is in use by another exporter: waiting for "
                                         "it to let go")
@@ -680,21 +662,23 @@ def test_an_exporter_that_lets_go_while_the_next_one_waits_hands_the_file_over(
     saved_file(db, 3)
     holder = hold(db)
 
-    def old_pod_stops(sleeps: int) -> None:
-        if sleeps == 8:  # two seconds into the wait
+    waited = FakeClock(0.0)
+
+    def sleep(seconds: float) -> None:
+        waited.sleep(seconds)
+        if waited.now == 2.0:  # the old pod stops two seconds into the wait
             holder.kill()
             holder.wait(timeout=10)
 
-    wait = LockWait(old_pod_stops)
     try:
         with caplog.at_level(logging.INFO, logger=STORAGE_LOGGER):
-            store, saved = open_store(str(db), clock=FakeClock(T0), sleep=wait.sleep,
-                                      monotonic=wait.monotonic)
+            store, saved = open_store(str(db), clock=FakeClock(T0), sleep=sleep,
+                                      monotonic=waited)
     finally:
         holder.kill()
         holder.wait(timeout=10)
     store.close()
-    assert len(saved.tasks) == 3 and wait.sleeps == 8
+    assert len(saved.tasks) == 3 and waited.now == 2.0  # taken at the first try after
     assert [r.getMessage() for r in caplog.records if r.name == STORAGE_LOGGER] == [
         "storage file is in use by another exporter: waiting for it to let go",
         "storage file let go by the other exporter: using it"]

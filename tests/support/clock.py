@@ -25,3 +25,7 @@ class FakeClock:
 
     def wait(self, _condition: threading.Condition, timeout: float | None) -> None:
         self.now += timeout or self.idle_step
+
+    def sleep(self, seconds: float) -> None:
+        """time.sleep's signature, for code that takes a sleep function: moves the clock."""
+        self.now += seconds
